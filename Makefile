@@ -1,0 +1,48 @@
+# The two set-up commands of the README: `make demo` and `make test`. Each installs what it needs
+# (a virtualenv inside the checkout with the Python packages) and then runs its job.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PORT ?= 8090
+
+.PHONY: install demo test lint format schemas bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The supervisor with a simulated camera and a beam-profile pipeline (Ctrl-C stops everything).
+demo: install
+	$(VENV)/bin/pipevisor serve --registry examples/registry --port $(PORT)
+
+## Lint, then the whole test suite.
+test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## Re-export the contract's JSON schemas after changing its models.
+schemas: install
+	$(PY) -m supervisor.contract.schemas
+
+## Benchmarks: each prints its figures and the ratio to its baseline.
+bench: install
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

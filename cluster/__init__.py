@@ -1,0 +1,1 @@
+"""The cluster manager: one REST face for many supervisor nodes (not built yet)."""

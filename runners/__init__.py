@@ -1,0 +1,1 @@
+"""Programs the supervisor launches on behalf of registry entries."""

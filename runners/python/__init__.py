@@ -1,0 +1,1 @@
+"""The built-in Python runner: ``python -m runners.python``."""
