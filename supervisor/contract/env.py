@@ -1,0 +1,121 @@
+"""The environment variables through which the supervisor hands a program its contract."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from .base import StrictModel
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "ContractEnv",
+    "EnvVar",
+    "SocketMode",
+]
+
+CONTRACT_VERSION = 1
+
+
+class EnvVar(StrEnum):
+    """Names of the environment variables of the contract."""
+
+    CONTRACT = "PIPEVISOR_CONTRACT"
+    INSTANCE = "PIPEVISOR_INSTANCE"
+    RUN = "PIPEVISOR_RUN"
+    CONFIG = "PIPEVISOR_CONFIG"
+    DATA_URL = "PIPEVISOR_DATA_URL"
+    DATA_MODE = "PIPEVISOR_DATA_MODE"
+    OUTPUT_URL = "PIPEVISOR_OUTPUT_URL"
+    OUTPUT_MODE = "PIPEVISOR_OUTPUT_MODE"
+    CONFIG_URL = "PIPEVISOR_CONFIG_URL"
+    LOG_URL = "PIPEVISOR_LOG_URL"
+    STATUS_INTERVAL = "PIPEVISOR_STATUS_INTERVAL"
+
+
+class SocketMode(StrEnum):
+    """ZMQ socket pattern of a data or output stream, named by the receiving or sending side."""
+
+    PUB = "PUB"
+    PUSH = "PUSH"
+    SUB = "SUB"
+    PULL = "PULL"
+
+
+class ContractEnv(StrictModel):
+    """Everything a program learns from its environment at start."""
+
+    contract: int = Field(CONTRACT_VERSION, description="Contract version the supervisor speaks.")
+    instance: str = Field(description="Name of the instance this program runs as.")
+    run: int = Field(description="Run number: increases by one at every start of the instance.")
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Initial configuration (the entry's parameters with overrides).",
+    )
+    data_url: str | None = Field(
+        None, description="URL the program connects to for input data; None for a source program."
+    )
+    data_mode: SocketMode = Field(SocketMode.SUB, description="SUB or PULL: how to receive DATA.")
+    output_url: str | None = Field(None, description="URL the program binds for its output stream.")
+    output_mode: SocketMode = Field(SocketMode.PUB, description="PUB or PUSH: how to send OUTPUT.")
+    config_url: str | None = Field(
+        None, description="URL of the supervisor's ROUTER; the program connects a DEALER."
+    )
+    log_url: str | None = Field(
+        None, description="URL of the supervisor's PULL; the program connects a PUSH."
+    )
+    status_interval: float = Field(1.0, description="Seconds between two status messages.", gt=0)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> ContractEnv:
+        """Read the contract from ``environ`` (default: ``os.environ``).
+
+        Raises:
+            ValueError: a variable is missing or malformed; the message names it.
+        """
+        env = os.environ if environ is None else environ
+        if EnvVar.INSTANCE not in env:
+            raise ValueError(
+                f"{EnvVar.INSTANCE} is not set: not started by a pipevisor supervisor?"
+            )
+        raw_config = env.get(EnvVar.CONFIG, "") or "{}"
+        try:
+            config = json.loads(raw_config)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"{EnvVar.CONFIG} is not valid JSON: {exc}: {raw_config[:200]!r}"
+            ) from exc
+        return cls(
+            contract=int(env.get(EnvVar.CONTRACT, CONTRACT_VERSION)),
+            instance=env[EnvVar.INSTANCE],
+            run=int(env.get(EnvVar.RUN, "0")),
+            config=config,
+            data_url=env.get(EnvVar.DATA_URL) or None,
+            data_mode=env.get(EnvVar.DATA_MODE) or SocketMode.SUB,
+            output_url=env.get(EnvVar.OUTPUT_URL) or None,
+            output_mode=env.get(EnvVar.OUTPUT_MODE) or SocketMode.PUB,
+            config_url=env.get(EnvVar.CONFIG_URL) or None,
+            log_url=env.get(EnvVar.LOG_URL) or None,
+            status_interval=float(env.get(EnvVar.STATUS_INTERVAL, "1.0")),
+        )
+
+    def to_environ(self) -> dict[str, str]:
+        """The variables to put in a program's environment (empty strings for unset URLs)."""
+        return {
+            EnvVar.CONTRACT: str(self.contract),
+            EnvVar.INSTANCE: self.instance,
+            EnvVar.RUN: str(self.run),
+            EnvVar.CONFIG: json.dumps(self.config),
+            EnvVar.DATA_URL: self.data_url or "",
+            EnvVar.DATA_MODE: str(self.data_mode),
+            EnvVar.OUTPUT_URL: self.output_url or "",
+            EnvVar.OUTPUT_MODE: str(self.output_mode),
+            EnvVar.CONFIG_URL: self.config_url or "",
+            EnvVar.LOG_URL: self.log_url or "",
+            EnvVar.STATUS_INTERVAL: repr(self.status_interval),
+        }
