@@ -1,0 +1,131 @@
+"""``python -m runners.python --script PATH | --module NAME``: run a Python pipeline.
+
+Exit codes (``ExitCode``): 0 stopped or finished, 1 failure (e.g. the output cannot be bound),
+2 processing error with ``abort_on_error``, 3 initial configuration refused, 4 user code not
+loadable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from types import FrameType
+
+import zmq
+
+from supervisor.contract import (
+    ContractEnv,
+    ContractLogHandler,
+    EnvVar,
+    ExitCode,
+    ProgramChannels,
+)
+
+from .config import ConfigRefused, Configurator
+from .loader import load
+from .runner import Runner
+
+log = logging.getLogger("pipevisor.runner")
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m runners.python",
+        description="Run a Python pipeline (process_image, process or generate) under pipevisor.",
+    )
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--script", help="path of a Python file, loaded as a fresh module")
+    target.add_argument("--module", help="dotted name of an importable module")
+    return parser.parse_args(argv)
+
+
+def _read_env(target: str) -> ContractEnv:
+    if EnvVar.INSTANCE not in os.environ:  # standalone: no supervisor, no CONFIG, no LOG
+        return ContractEnv(instance=Path(target).stem or target, run=0)
+    return ContractEnv.from_environ()
+
+
+def _setup_logging(channels: ProgramChannels) -> logging.Handler:
+    """Route the program's logging to LOG, or warnings and worse to stderr without LOG."""
+    if channels.has_log:
+        handler: logging.Handler = ContractLogHandler(channels)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    return handler
+
+
+def _run(
+    args: argparse.Namespace, env: ContractEnv, context: zmq.Context, channels: ProgramChannels
+) -> int:
+    update = channels.hello()
+    config, seq = (update.config, update.seq) if update is not None else (env.config, None)
+    target = args.script or args.module
+    try:
+        code = load(script=args.script, module=args.module)
+    except (Exception, SystemExit):
+        log.exception("cannot load %s", target)
+        if channels.has_log:  # the stderr handler has printed it already otherwise
+            traceback.print_exc()
+        return ExitCode.LOAD_ERROR
+    configurator = Configurator(code)
+    try:
+        configurator.apply(config)
+    except ConfigRefused as exc:
+        log.error("initial configuration refused: %s", exc)
+        if seq is not None:
+            channels.error(seq, str(exc))
+        return ExitCode.CONFIG_ERROR
+    if seq is not None:
+        channels.ack(seq)
+
+    runner = Runner(env, context, channels, configurator)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        runner.request_stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        try:
+            runner.open()
+        except zmq.ZMQError as exc:
+            log.error("cannot bind the output to %s: %s", env.output_url, exc)
+            return ExitCode.FAILURE
+        log.info("running %s (%s pipeline)", target, code.kind)
+        return runner.run()
+    finally:
+        runner.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the pipeline named on the command line; returns the exit code."""
+    args = _parse_args(argv)
+    target = args.script or args.module
+    try:
+        env = _read_env(target)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.FAILURE
+    context = zmq.Context()
+    channels = ProgramChannels(env, context, program=f"pipevisor python runner: {target}")
+    handler = _setup_logging(channels)
+    try:
+        return _run(args, env, context, channels)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        channels.close()
+        context.term()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Load the user's code: a registry script by path, or an importable module by name."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import itertools
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+__all__ = ["LoadError", "UserCode", "find_entry", "load", "load_module", "load_script"]
+
+Kind = Literal["camera", "stream", "source"]
+
+# The entry points, in CamServer's order of preference, and the kind of pipeline each makes.
+_ENTRIES: tuple[tuple[str, Kind], ...] = (
+    ("process_image", "camera"),
+    ("process", "stream"),
+    ("generate", "source"),
+)
+_counter = itertools.count()
+
+
+class LoadError(Exception):
+    """The user code has no entry point, or is not where it was said to be."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserCode:
+    """The loaded user code: what kind of pipeline it is and the functions to call."""
+
+    name: str
+    kind: Kind
+    function: Callable[..., Any]
+    configure: Callable[[dict[str, Any]], Any] | None
+
+
+def load_script(path: str | Path) -> ModuleType:
+    """Execute a script file as a fresh module, with its folder importable.
+
+    The module gets a unique name, so two scripts with the same file name never collide.
+
+    Raises:
+        LoadError: the file does not exist.
+        Exception: whatever executing the script raises (SyntaxError, ImportError, ...).
+    """
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise LoadError(f"script not found: {str(path)!r}")
+    folder = str(file.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    stem = re.sub(r"\W", "_", file.stem)
+    name = f"_pipevisor_script_{stem}_{next(_counter)}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise LoadError(f"cannot load {str(path)!r} as a Python script")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def load_module(name: str) -> ModuleType:
+    """Import a module by its dotted name (e.g. ``builtin_pipelines.camera_simulation``)."""
+    return importlib.import_module(name)
+
+
+def find_entry(module: ModuleType, name: str) -> UserCode:
+    """Pick the module's entry point: ``process_image``, else ``process``, else ``generate``.
+
+    Raises:
+        LoadError: none of them is defined, or one is not callable.
+    """
+    configure = getattr(module, "configure", None)
+    if configure is not None and not callable(configure):
+        raise LoadError(f"{name}: 'configure' is not a function: {configure!r}")
+    for attribute, kind in _ENTRIES:
+        function = getattr(module, attribute, None)
+        if function is None:
+            continue
+        if not callable(function):
+            raise LoadError(f"{name}: {attribute!r} is not a function: {function!r}")
+        return UserCode(name=name, kind=kind, function=function, configure=configure)
+    wanted = ", ".join(attribute for attribute, _ in _ENTRIES)
+    raise LoadError(f"{name} defines none of {wanted}")
+
+
+def load(*, script: str | None = None, module: str | None = None) -> UserCode:
+    """Load a script by path or a module by name, and find its entry point."""
+    if script is not None:
+        return find_entry(load_script(script), script)
+    if module is not None:
+        return find_entry(load_module(module), module)
+    raise LoadError("neither a script nor a module to load")

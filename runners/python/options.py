@@ -1,0 +1,62 @@
+"""The runner's own options: keys of the instance's config, next to the user's parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+from supervisor.contract import StrictModel
+
+__all__ = ["OptionError", "RunnerOptions"]
+
+Compression = Literal["none", "bitshuffle_lz4"]
+
+
+class OptionError(ValueError):
+    """A runner option in the config is invalid; the message quotes the key and the value."""
+
+
+class RunnerOptions(StrictModel):
+    """Options the runner reads from the config; every other key is the user's."""
+
+    # Attribute docstrings are the field descriptions; pydantic is left to the contract.
+    model_config: ClassVar[dict[str, Any]] = {
+        **StrictModel.model_config,
+        "use_attribute_docstrings": True,
+    }
+
+    abort_on_error: bool = False
+    """False: log the traceback, count it in ``errors`` and go on. True: exit with code 2."""
+    output_compression: Compression = "none"
+    """Compression of the output's data blobs: ``none`` or ``bitshuffle_lz4``."""
+    output_header_compression: Compression = "none"
+    """Compression of the output's data header: ``none`` or ``bitshuffle_lz4``."""
+    queue_size: int = 4
+    """Input messages ZMQ may queue (RCVHWM of DATA); small keeps latency bounded."""
+    output_queue_size: int = 10
+    """Output messages ZMQ may queue (SNDHWM of OUTPUT) before it drops (PUB) or refuses (PUSH)."""
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RunnerOptions:
+        """Validate the runner's keys of ``config``; ``None`` means the default (CamServer's rule).
+
+        Raises:
+            OptionError: a runner option is invalid.
+        """
+        own = {key: config[key] for key in cls.model_fields if config.get(key) is not None}
+        try:
+            options = cls.model_validate(own)
+        except ValueError as exc:  # pydantic's ValidationError
+            errors = getattr(exc, "errors", None)
+            if errors is None:
+                raise OptionError(str(exc)) from exc
+            reasons = (
+                f"invalid runner option {key}={own.get(key)!r}: {err['msg']}"
+                for err in errors()
+                for key in err["loc"][:1]
+            )
+            raise OptionError("; ".join(reasons)) from exc
+        for key in ("queue_size", "output_queue_size"):
+            if getattr(options, key) < 1:
+                raise OptionError(f"invalid runner option {key}={own[key]!r}: must be at least 1")
+        return options

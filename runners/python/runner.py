@@ -1,0 +1,299 @@
+"""The loop: receive, call the user's function, send; config and status between messages."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import zmq
+
+from supervisor.contract import ContractEnv, ExitCode, ProgramChannels
+from supervisor.contract.bsread import DecodeError, Decoder, Encoder
+
+from .config import ConfigRefused, Configurator
+from .sockets import ClientMonitor, bind_output, connect_data
+from .stats import RateLimit, Stats
+
+__all__ = ["Runner"]
+
+log = logging.getLogger("pipevisor.runner")
+
+_POLL_MS = 100  # how long the loop may sleep: bounds the reaction to a stop request
+_SOURCE_RESTART = 1.0  # seconds before a source whose generator raised is started again
+_CAMERA_CHANNELS = frozenset({"image", "x_axis", "y_axis"})
+
+
+def _nbytes(frames: list[Any]) -> int:
+    return sum(f.nbytes if isinstance(f, memoryview) else len(f) for f in frames)
+
+
+class Runner:
+    """Runs one loaded user function against the contract's sockets until asked to stop.
+
+    Call :meth:`open`, then :meth:`run` (which returns the exit code), then :meth:`close`.
+    :meth:`request_stop` is safe to call from a signal handler: it only sets a flag.
+    """
+
+    def __init__(
+        self,
+        env: ContractEnv,
+        context: zmq.Context,
+        channels: ProgramChannels,
+        configurator: Configurator,
+    ) -> None:
+        self.env = env
+        self.context = context
+        self.channels = channels
+        self.configurator = configurator
+        self.code = configurator.code
+        self.options = configurator.options
+        self.stats = Stats()
+        self.stop_requested = False
+        self._data: zmq.Socket | None = None
+        self._output: zmq.Socket | None = None
+        self._monitor: ClientMonitor | None = None
+        self._poller = zmq.Poller()
+        self._decoder = Decoder()
+        self._encoder = Encoder(
+            self.options.output_compression, self.options.output_header_compression
+        )
+        self._next_status = 0.0
+        self._error_report = RateLimit()
+        self._malformed_report = RateLimit()
+
+    def request_stop(self) -> None:
+        """Ask the loop to finish after the message in hand."""
+        self.stop_requested = True
+
+    def open(self) -> None:
+        """Bind OUTPUT, connect DATA (not for a source), then tell the supervisor: ``ready``.
+
+        Raises:
+            zmq.ZMQError: the output address cannot be bound.
+        """
+        output_url = None
+        if self.env.output_url:
+            self._output, self._monitor, output_url = bind_output(
+                self.context,
+                self.env.output_url,
+                self.env.output_mode,
+                self.options.output_queue_size,
+            )
+            self._poller.register(self._monitor.socket, zmq.POLLIN)
+        if self.env.data_url and self.code.kind != "source":
+            self._data = connect_data(
+                self.context, self.env.data_url, self.env.data_mode, self.options.queue_size
+            )
+            self._poller.register(self._data, zmq.POLLIN)
+        elif self.env.data_url:
+            log.info("a source reads no input: DATA (%s) is not connected", self.env.data_url)
+        if self.channels.config_socket is not None:
+            self._poller.register(self.channels.config_socket, zmq.POLLIN)
+        self.channels.ready(output_url)
+        self._next_status = time.monotonic() + self.env.status_interval
+
+    def run(self) -> int:
+        """Loop until stopped (0), a finite source ends (0) or an error aborts (2)."""
+        if self.code.kind == "source":
+            return self._run_source()
+        return self._run_processor()
+
+    def close(self) -> None:
+        """Close DATA and OUTPUT; the channels belong to the caller."""
+        if self._monitor is not None:
+            self._monitor.close()
+        for sock in (self._data, self._output):
+            if sock is not None:
+                sock.close(linger=0)
+        self._data = self._output = self._monitor = None
+
+    # -- the two loops ----------------------------------------------------------------------
+
+    def _run_processor(self) -> int:
+        data = self._data
+        while not self.stop_requested:
+            events = dict(self._poller.poll(_POLL_MS))
+            if data is not None and data in events:
+                code = self._receive()
+                if code is not None:
+                    return code
+            self._between_messages(events)
+        return ExitCode.OK
+
+    def _run_source(self) -> int:
+        generate: Callable[[dict[str, Any]], Iterator[Any]] = self.code.function
+        frames: Iterator[Any] | None = None
+        restart_at = 0.0
+        while not self.stop_requested:
+            if frames is None:
+                if time.monotonic() < restart_at:
+                    self._between_messages(dict(self._poller.poll(_POLL_MS)))
+                    continue
+                try:
+                    frames = iter(generate(self.configurator.parameters))
+                except Exception:
+                    code = self._processing_error("starting the source failed")
+                    if code is not None:
+                        return code
+                    restart_at = time.monotonic() + _SOURCE_RESTART
+                    continue
+            self._between_messages(dict(self._poller.poll(0)))
+            start = time.perf_counter()
+            try:
+                item = next(frames)
+            except StopIteration:
+                log.info("the source has finished")
+                return ExitCode.OK
+            except Exception:
+                frames = None
+                code = self._processing_error("the source failed; restarting it")
+                if code is not None:
+                    return code
+                restart_at = time.monotonic() + _SOURCE_RESTART
+                continue
+            if item is None:  # an idle tick
+                continue
+            self.stats.processed(time.perf_counter() - start)
+            try:
+                values, pulse_id, timestamp = item
+                self.stats.last_pulse_id = pulse_id
+                self._send(values, pulse_id, timestamp)
+            except Exception:
+                code = self._processing_error("cannot send what the source yielded")
+                if code is not None:
+                    return code
+        return ExitCode.OK
+
+    # -- one message ------------------------------------------------------------------------
+
+    def _receive(self) -> int | None:
+        data = self._data
+        stats = self.stats
+        frames = data.recv_multipart(copy=False)
+        received = 1
+        nbytes = _nbytes(frames)
+        while True:  # latest wins: skip to the newest message ZMQ already holds
+            try:
+                frames = data.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            received += 1
+            nbytes += _nbytes(frames)
+        stats.messages_in += received
+        stats.bytes_in += nbytes
+        stats.drops += received - 1
+        try:
+            message = self._decoder.decode(frames)
+        except DecodeError as exc:
+            stats.malformed += 1
+            if self._malformed_report.due():
+                log.warning(
+                    "dropped %d malformed input message(s), the last: %s",
+                    self._malformed_report.take(),
+                    exc,
+                    extra={"malformed": stats.malformed},
+                )
+            return None
+        if message is None:
+            return None
+        return self._process(message.data, message.pulse_id, message.global_timestamp)
+
+    def _process(
+        self, data: dict[str, Any], pulse_id: int, timestamp: tuple[int, int]
+    ) -> int | None:
+        parameters = self.configurator.parameters
+        start = time.perf_counter()
+        try:
+            if self.code.kind == "camera":
+                bsdata = {k: v for k, v in data.items() if k not in _CAMERA_CHANNELS}
+                result = self.code.function(
+                    data.get("image"),
+                    pulse_id,
+                    timestamp,
+                    data.get("x_axis"),
+                    data.get("y_axis"),
+                    parameters,
+                    bsdata,
+                )
+            else:
+                result = self.code.function(data, pulse_id, timestamp, parameters)
+            self.stats.processed(time.perf_counter() - start)
+            self.stats.last_pulse_id = pulse_id
+            if result is not None:
+                self._send(result, pulse_id, timestamp)
+        except Exception:
+            return self._processing_error(f"processing pulse {pulse_id} failed")
+        return None
+
+    def _send(self, values: Mapping[str, Any], pulse_id: int, timestamp: Any) -> None:
+        if not isinstance(values, Mapping):
+            raise TypeError(f"expected a dict of channels, got {type(values).__name__}")
+        if self._output is None:
+            return
+        frames = self._encoder.encode(values, pulse_id, timestamp)
+        try:
+            self._output.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        except zmq.Again:  # a PUSH with no peer able to take it: never block the loop
+            self.stats.output_drops += 1
+            return
+        self.stats.messages_out += 1
+        self.stats.bytes_out += _nbytes(frames)
+
+    def _processing_error(self, what: str) -> int | None:
+        self.stats.errors += 1
+        if self.options.abort_on_error:
+            log.error("%s; aborting (abort_on_error)", what, exc_info=True)
+            return ExitCode.PROCESSING_ERROR
+        if self._error_report.due():
+            suppressed = self._error_report.take() - 1
+            log.error(
+                "%s%s",
+                what,
+                f" ({suppressed} more errors since the last report)" if suppressed else "",
+                exc_info=True,
+                extra={"errors": self.stats.errors},
+            )
+        return None
+
+    # -- between messages -------------------------------------------------------------------
+
+    def _between_messages(self, events: dict[Any, int]) -> None:
+        config = self.channels.config_socket
+        if config is not None and config in events:
+            for update in self.channels.poll_config():
+                self._apply(update.seq, update.config)
+        if self._monitor is not None and self._monitor.socket in events:
+            self._monitor.update()
+        now = time.monotonic()
+        if now >= self._next_status:
+            self._next_status = now + self.env.status_interval
+            self.channels.status(
+                **self.stats.interval_fields(),
+                log_drops=self.channels.log_drops,
+                clients=None if self._monitor is None else self._monitor.clients,
+            )
+
+    def _apply(self, seq: int, config: dict[str, Any]) -> None:
+        old = self.options
+        try:
+            new = self.configurator.apply(config)
+        except ConfigRefused as exc:
+            log.warning("configuration %d refused: %s", seq, exc)
+            self.channels.error(seq, str(exc))
+            return
+        self.options = new
+        if (new.output_compression, new.output_header_compression) != (
+            old.output_compression,
+            old.output_header_compression,
+        ):
+            self._encoder = Encoder(new.output_compression, new.output_header_compression)
+        if self._data is not None and new.queue_size != old.queue_size:
+            # A new HWM only applies to new connections: reconnect (what is queued is stale).
+            self._data.setsockopt(zmq.RCVHWM, new.queue_size)
+            self._data.disconnect(self.env.data_url)
+            self._data.connect(self.env.data_url)
+        if self._output is not None and new.output_queue_size != old.output_queue_size:
+            self._output.setsockopt(zmq.SNDHWM, new.output_queue_size)  # for new clients
+        self.channels.ack(seq)
