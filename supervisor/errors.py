@@ -1,0 +1,60 @@
+"""Domain errors of the supervisor core.
+
+The core raises these; only the edge (the FastAPI app factory, the CLI) maps them to HTTP status
+codes or exit codes: not found -> 404, invalid input -> 422, payload too large -> 413,
+conflict -> 409. Every message is a sentence for a person and quotes the bad input.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConflictError",
+    "EntryNotFoundError",
+    "InstanceNotFoundError",
+    "InvalidConfigError",
+    "InvalidEntryError",
+    "InvalidNameError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "SupervisorError",
+]
+
+
+class SupervisorError(Exception):
+    """Base of every domain error; ``message`` is what a person reads."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFoundError(SupervisorError):
+    """The named thing does not exist."""
+
+
+class EntryNotFoundError(NotFoundError):
+    """No registry entry or registry file of that name."""
+
+
+class InstanceNotFoundError(NotFoundError):
+    """No instance of that name."""
+
+
+class InvalidNameError(SupervisorError):
+    """A name (of a file, an entry, an instance) is refused, e.g. it would leave the registry."""
+
+
+class InvalidEntryError(SupervisorError):
+    """A registry entry (e.g. an uploaded JSON config) does not validate."""
+
+
+class InvalidConfigError(SupervisorError):
+    """A configuration of the supervisor or of an instance is invalid."""
+
+
+class PayloadTooLargeError(SupervisorError):
+    """An upload is larger than the configured limit."""
+
+
+class ConflictError(SupervisorError):
+    """The request conflicts with the current state (e.g. the name is taken)."""

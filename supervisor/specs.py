@@ -1,0 +1,119 @@
+"""What an instance is made of: its program, parameters, input, output and restart policy.
+
+A registry JSON entry is an ``EntrySpec``; instances are created from entries with overrides.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from .contract import SocketMode, StrictModel
+
+__all__ = [
+    "EntrySpec",
+    "InputSpec",
+    "OutputSpec",
+    "RestartMode",
+    "RestartPolicy",
+]
+
+
+class RestartMode(StrEnum):
+    """When a program that exited is started again."""
+
+    NEVER = "never"
+    ON_FAILURE = "on-failure"
+    ALWAYS = "always"
+
+
+class RestartPolicy(StrictModel):
+    """Restart policy with exponential backoff and a crash-loop limit.
+
+    The first restart after a stable run is immediate; each further exit within ``stable_after``
+    seconds of its start doubles the delay, from ``backoff_initial`` up to ``backoff_max``. After
+    ``max_restarts`` such quick exits in a row the instance is ``failed`` and is not restarted.
+    """
+
+    mode: RestartMode = Field(RestartMode.ON_FAILURE, description="never, on-failure or always.")
+    backoff_initial: float = Field(0.1, ge=0, description="Delay before the 2nd quick restart, s.")
+    backoff_max: float = Field(30.0, ge=0, description="Longest delay between restarts, s.")
+    backoff_factor: float = Field(2.0, ge=1, description="Growth of the delay per quick exit.")
+    stable_after: float = Field(
+        10.0, ge=0, description="A run this long (s) resets the backoff and the crash-loop count."
+    )
+    max_restarts: int = Field(
+        10, ge=0, description="Quick exits in a row before the instance is failed (0: no limit)."
+    )
+    stop_grace: float = Field(
+        5.0, ge=0, description="Seconds between SIGTERM and SIGKILL when stopping."
+    )
+
+
+class InputSpec(StrictModel):
+    """Where DATA comes from: another instance's output, or an external bsread stream."""
+
+    instance: str | None = Field(None, description="Name of the instance whose output to read.")
+    url: str | None = Field(None, description="External stream URL, e.g. tcp://host:9999.")
+    mode: SocketMode | None = Field(
+        None, description="SUB or PULL; default: follows the source instance (PUB->SUB), or SUB."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        """Accept the shorthand ``"camera1"`` (an instance) or ``"tcp://host:port"`` (a URL)."""
+        if isinstance(value, str):
+            return {"url": value} if "://" in value else {"instance": value}
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InputSpec:
+        if (self.instance is None) == (self.url is None):
+            raise ValueError("input needs exactly one of 'instance' or 'url'")
+        if self.mode not in (None, SocketMode.SUB, SocketMode.PULL):
+            raise ValueError(f"input mode must be SUB or PULL, not {self.mode}")
+        return self
+
+
+class OutputSpec(StrictModel):
+    """How the program publishes its output stream."""
+
+    mode: Literal[SocketMode.PUB, SocketMode.PUSH] = Field(
+        SocketMode.PUB, description="PUB (default, any number of viewers) or PUSH."
+    )
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Fixed port; default: the next free one of the range."
+    )
+    enabled: bool = Field(True, description="False for a program with no output stream.")
+
+
+class EntrySpec(StrictModel):
+    """A registry JSON entry: a program (or builtin) with its defaults."""
+
+    description: str = Field("", description="One line for people.")
+    program: str | None = Field(
+        None, description="A file of the registry: a *.py script or an executable."
+    )
+    builtin: str | None = Field(None, description="A builtin pipeline, e.g. 'camera_simulation'.")
+    args: list[str] = Field(default_factory=list, description="Extra command-line arguments.")
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="Default configuration handed to the program."
+    )
+    input: InputSpec | None = Field(None, description="The DATA stream; None for a source.")
+    output: OutputSpec = Field(default_factory=OutputSpec, description="The OUTPUT stream.")
+    restart: RestartPolicy = Field(default_factory=RestartPolicy, description="Restart policy.")
+    permanent: bool = Field(
+        False, description="Start an instance of the same name with the supervisor."
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment variables for the program."
+    )
+
+    @model_validator(mode="after")
+    def _one_program(self) -> EntrySpec:
+        if (self.program is None) == (self.builtin is None):
+            raise ValueError("an entry needs exactly one of 'program' or 'builtin'")
+        return self
