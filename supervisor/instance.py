@@ -1,0 +1,344 @@
+"""One instance: a named program with a config, its runs, its restart policy and its state.
+
+All methods run on the supervisor's event loop. Process exits arrive through ``_on_exit`` (called
+by the loop the moment the process ends); the decision to restart, back off or give up is taken
+there, so a crash is answered in microseconds, not at the next tick of a polling loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from .contract import ConfigUpdate
+from .contract.messages import ConfigAck, ConfigError, Hello, Ready, Status
+from .errors import ConflictError, InvalidConfigError
+from .process import ExitStatus, ProgramProcess, describe_exit
+from .specs import EntrySpec, RestartMode
+from .views import ConfigResult, InstanceInfo, InstanceState, InstanceStats, LogStats
+
+__all__ = ["Instance", "InstanceHooks"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceHooks:
+    """What an instance needs from its supervisor (injected, so tests can fake it)."""
+
+    launch: Callable[[Instance], ProgramProcess]  # build the environment and spawn a run
+    record: Callable[[Instance, str, str], None]  # (instance, level, message) into its log
+    changed: Callable[[Instance], None]  # persist the desired state
+    send_config: Callable[[bytes, ConfigUpdate], None]
+    exited: Callable[[Instance, ProgramProcess], None]  # bookkeeping after a run ended
+    start_seconds: float = 1.0
+    config_timeout: float = 5.0
+
+
+class Instance:
+    """State machine of one instance (see ``InstanceState``)."""
+
+    def __init__(
+        self, name: str, entry: str, spec: EntrySpec, config: dict[str, Any], hooks: InstanceHooks
+    ) -> None:
+        self.name = name
+        self.entry = entry
+        self.spec = spec
+        self.config = config
+        self.config_seq = 0
+        self.config_pending_restart = False
+        self.hooks = hooks
+        self.state = InstanceState.STOPPED
+        self.desired = "stopped"
+        self.reason = "created"
+        self.process: ProgramProcess | None = None
+        self.run = 0
+        self.restarts = 0
+        self.crash_count = 0
+        self.exit_status: ExitStatus | None = None
+        self.next_start_at: float | None = None
+        self.ready = False
+        self.speaks_contract = False
+        self.routing_id: bytes | None = None
+        self.stats = InstanceStats()
+        self.output_port: int | None = None
+        self.stream_url: str | None = None
+        self.output_url: str | None = None
+        self.data_url: str | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._pending: dict[int, asyncio.Future[str | None]] = {}
+        self.log = log.bind(instance=name)
+        self._json: bytes = b""
+        self._json_key: tuple[Any, ...] | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Any change of the instance invalidates its cached JSON (listing 200 instances must stay
+        # cheap: most of them have not changed since the last listing).
+        object.__setattr__(self, name, value)
+        if name[:5] != "_json":
+            object.__setattr__(self, "_json_key", None)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Steer towards running: spawn now (a manual start also clears a crash loop)."""
+        self.desired = "running"
+        self.crash_count = 0
+        self.hooks.changed(self)
+        if self.process is not None:
+            return  # running, or stopping: _on_exit starts it again since desired is running
+        self._cancel_timer()
+        self._spawn()
+
+    async def stop(self) -> None:
+        """Steer towards stopped: SIGTERM the group, SIGKILL after the grace period."""
+        self.desired = "stopped"
+        self.hooks.changed(self)
+        self._cancel_timer()
+        process = self.process
+        if process is None:
+            if self.state in (
+                InstanceState.BACKOFF,
+                InstanceState.STARTING,
+                InstanceState.RUNNING,
+                InstanceState.FAILED,
+            ):
+                self._set(InstanceState.STOPPED, "stopped on request")
+            return
+        grace = self.spec.restart.stop_grace
+        if self.state != InstanceState.STOPPING:
+            self._set(InstanceState.STOPPING, f"SIGTERM sent, SIGKILL after {grace:g} s")
+        _, killed = await process.terminate(grace)
+        if killed and self.process is None and self.state == InstanceState.STOPPED:
+            self.reason = f"stopped on request: killed after {grace:g} s grace"
+
+    async def restart(self) -> None:
+        """Stop (gracefully) and start again."""
+        await self.stop()
+        self.restarts += 1
+        self.start()
+
+    def _spawn(self) -> None:
+        self.run += 1
+        self.ready = False
+        self.speaks_contract = False
+        self.routing_id = None
+        self.stats = InstanceStats()
+        self.next_start_at = None
+        try:
+            process = self.hooks.launch(self)
+        except Exception as exc:  # a bad entry, no free port, exec failure: data, not a crash
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            self._set(InstanceState.FAILED, f"could not start: {message}")
+            self.hooks.record(self, "error", self.reason)
+            return
+        self.process = process
+        self.config_pending_restart = False
+        self._set(InstanceState.STARTING, f"started pid {process.pid}")
+        self.hooks.record(self, "info", f"run {self.run} started: pid {process.pid}")
+        self._timer = asyncio.get_running_loop().call_later(
+            self.hooks.start_seconds, self._promote, self.run
+        )
+
+    def _promote(self, run: int) -> None:
+        self._timer = None
+        if run == self.run and self.state == InstanceState.STARTING:
+            self._set(
+                InstanceState.RUNNING,
+                self.reason if self.ready else "running (no ready message yet)",
+            )
+
+    def _on_exit(self, process: ProgramProcess, status: ExitStatus) -> None:
+        if process is not self.process:
+            return
+        self.process = None
+        self.exit_status = status
+        self.hooks.exited(self, process)
+        self._cancel_timer()
+        self._fail_pending("the program exited")
+        what = describe_exit(status)
+        self.hooks.record(self, "info" if status.success else "warning", f"run {self.run} {what}")
+        if self.state == InstanceState.STOPPING or self.desired == "stopped":
+            self._set(InstanceState.STOPPED, f"stopped on request ({what})")
+            if self.desired == "running":  # start() was called while it was stopping
+                self._spawn()
+            return
+        policy = self.spec.restart
+        again = policy.mode == RestartMode.ALWAYS or (
+            policy.mode == RestartMode.ON_FAILURE and not status.success
+        )
+        if not again:
+            if status.success:
+                self.desired = "stopped"
+                self.hooks.changed(self)
+                self._set(InstanceState.STOPPED, f"finished: {what}")
+            else:
+                self._set(InstanceState.FAILED, f"{what}; restart policy is {policy.mode}")
+            return
+        if process.runtime >= policy.stable_after:
+            self.crash_count = 0
+        self.crash_count += 1
+        if policy.max_restarts and self.crash_count > policy.max_restarts:
+            self._set(
+                InstanceState.FAILED,
+                f"crash loop: {self.crash_count} exits in a row within {policy.stable_after:g} s "
+                f"of their start, the last {what}; not restarted (start it to try again)",
+            )
+            self.hooks.record(self, "error", self.reason)
+            return
+        delay = 0.0
+        if self.crash_count > 1:
+            delay = min(
+                policy.backoff_initial * policy.backoff_factor ** (self.crash_count - 2),
+                policy.backoff_max,
+            )
+        self.restarts += 1
+        if delay <= 0:
+            self._spawn()
+            return
+        self.next_start_at = time.time() + delay
+        self._set(InstanceState.BACKOFF, f"{what}; restarting in {delay:.3g} s")
+        self._timer = asyncio.get_running_loop().call_later(delay, self._backoff_done)
+
+    def _backoff_done(self) -> None:
+        self._timer = None
+        if self.desired == "running" and self.process is None:
+            self._spawn()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _set(self, state: InstanceState, reason: str) -> None:
+        if state != self.state:
+            self.log.info("instance_state", state=str(state), reason=reason, run=self.run)
+        self.state = state
+        self.reason = reason
+
+    # -- config channel ----------------------------------------------------------------------
+
+    def on_message(
+        self, routing_id: bytes, message: Hello | Ready | Status | ConfigAck | ConfigError
+    ) -> None:
+        """A CONFIG message of the current run."""
+        if isinstance(message, Hello):
+            self.speaks_contract = True
+            self.routing_id = routing_id
+            self.config_pending_restart = False
+            self.hooks.send_config(
+                routing_id, ConfigUpdate(seq=self.config_seq, config=self.config)
+            )
+        elif isinstance(message, Ready):
+            self.ready = True
+            if self.state == InstanceState.STARTING:
+                self._cancel_timer()
+                self._set(InstanceState.RUNNING, "ready")
+        elif isinstance(message, Status):
+            self._update_stats(message)
+        elif isinstance(message, ConfigAck):
+            self._resolve(message.seq, None)
+        elif isinstance(message, ConfigError):
+            self._resolve(message.seq, message.message)
+
+    def _update_stats(self, status: Status) -> None:
+        now = time.time()
+        prev = self.stats
+        values = status.model_dump(exclude={"kind", "instance", "run"})
+        rate_in = rate_out = 0.0
+        if prev.updated is not None and now > prev.updated:
+            dt = now - prev.updated
+            rate_in = max(0, status.messages_in - prev.messages_in) / dt
+            rate_out = max(0, status.messages_out - prev.messages_out) / dt
+        self.stats = InstanceStats(**values, rate_in=rate_in, rate_out=rate_out, updated=now)
+
+    def _resolve(self, seq: int, error: str | None) -> None:
+        future = self._pending.pop(seq, None)
+        if future is not None and not future.done():
+            future.set_result(error)
+
+    def _fail_pending(self, why: str) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConflictError(f"config not applied: {why}"))
+        self._pending.clear()
+
+    async def apply_config(self, config: dict[str, Any]) -> ConfigResult:
+        """Make ``config`` current: live if the program speaks CONFIG, else at the next start."""
+        if self.state == InstanceState.STOPPING:
+            raise ConflictError(f"instance '{self.name}' is stopping; change its config afterwards")
+        seq = self.config_seq + 1
+        if self.process is not None and self.routing_id is not None:
+            future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+            self._pending[seq] = future
+            self.hooks.send_config(self.routing_id, ConfigUpdate(seq=seq, config=config))
+            try:
+                error = await asyncio.wait_for(future, self.hooks.config_timeout)
+            except TimeoutError:
+                self._pending.pop(seq, None)
+                raise ConflictError(
+                    f"instance '{self.name}' did not answer the config within "
+                    f"{self.hooks.config_timeout:g} s; the old config stays"
+                ) from None
+            if error is not None:
+                raise InvalidConfigError(f"instance '{self.name}' refused the config: {error}")
+            applied = "live"
+        elif self.process is not None:
+            applied = "next_restart"
+            self.config_pending_restart = True
+        else:
+            applied = "next_start"
+        self.config = config
+        self.config_seq = seq
+        self.hooks.changed(self)
+        self.log.info("instance_config", seq=seq, applied=applied)
+        return ConfigResult(name=self.name, config=config, seq=seq, applied=applied)
+
+    # -- view --------------------------------------------------------------------------------
+
+    def info_json(self, logs: dict[str, int]) -> bytes:
+        """``info()`` with the log counters as JSON, re-rendered only when something changed."""
+        key = (logs["received"], logs["stored"], logs["dropped"], logs["evicted"])
+        if self._json_key != key:
+            info = self.info()
+            info.logs = LogStats.model_construct(
+                received=key[0], stored=key[1], dropped=key[2], evicted=key[3]
+            )
+            self._json = info.__pydantic_serializer__.to_json(info)
+            self._json_key = key
+        return self._json
+
+    def info(self) -> InstanceInfo:
+        """A snapshot for the API (built without re-validating: every value is already typed)."""
+        status = self.exit_status
+        return InstanceInfo.model_construct(
+            name=self.name,
+            entry=self.entry,
+            state=self.state,
+            desired=self.desired,
+            reason=self.reason,
+            pid=self.process.pid if self.process else None,
+            run=self.run,
+            restarts=self.restarts,
+            exit_code=status.code if status else None,
+            exit_signal=status.signal_name if status else None,
+            started_at=self.process.started if self.process else None,
+            next_start_at=self.next_start_at,
+            ready=self.ready,
+            speaks_contract=self.speaks_contract,
+            stream=self.stream_url,
+            output_mode=str(self.spec.output.mode) if self.spec.output.enabled else None,
+            input=self.spec.input,
+            data_url=self.data_url,
+            config=self.config,
+            config_seq=self.config_seq,
+            config_pending_restart=self.config_pending_restart,
+            restart_policy=self.spec.restart,
+            stats=self.stats,
+            logs=LogStats(),
+        )

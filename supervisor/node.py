@@ -1,0 +1,416 @@
+"""The supervisor of one node: registry, instances, control and log channels, desired state."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+import zmq
+import zmq.asyncio
+
+from . import __version__
+from .contract import ContractEnv, SocketMode
+from .contract.messages import ConfigAck, ConfigError, Hello, Ready, Status
+from .control import ControlServer
+from .errors import ConflictError, InstanceNotFoundError, InvalidConfigError, InvalidEntryError
+from .guard import SESSION_VAR
+from .instance import Instance, InstanceHooks
+from .loghub import LogEntry, LogHub
+from .mergepatch import merge_patch
+from .ports import PortAllocator
+from .process import ProgramProcess
+from .registry import Registry, RegistryChanges
+from .settings import Settings
+from .specs import EntrySpec
+from .store import InstanceRecord, StateStore
+from .views import ConfigResult, CreateInstance, InstanceInfo, InstanceState, LogStats
+
+__all__ = ["Supervisor"]
+
+log = structlog.get_logger(__name__)
+
+
+class Supervisor:
+    """Owns every instance of this node and the sockets they talk to."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = Registry(settings.registry, max_upload_bytes=settings.max_upload_bytes)
+        self.loghub = LogHub(capacity=settings.log_capacity, rate=settings.log_rate)
+        self.started_at = time.time()
+        self.session = uuid.uuid4().hex
+        self._ctx = zmq.asyncio.Context()
+        self._control = ControlServer(self._ctx, self._on_program_message)
+        self._ports = PortAllocator(*settings.port_range, host=settings.stream_host)
+        assert settings.state_dir is not None
+        self._store = StateStore(settings.state_dir / "instances.json")
+        self._instances: dict[str, Instance] = {}
+        self._records: dict[str, InstanceRecord] = {}  # what each instance was created with
+        self._guard: subprocess.Popen[bytes] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._loading = False
+        self.stale_messages = 0
+
+    # -- start and stop ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the channels, start the guard, bring back the desired state, watch the registry."""
+        self.settings.registry.mkdir(parents=True, exist_ok=True)
+        self.registry.scan()
+        await self.loghub.start(self._ctx, self.settings.control_host)
+        await self._control.start(self.settings.control_host)
+        self._guard = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.guard", self.session],
+            stdin=subprocess.PIPE,
+            close_fds=True,
+            start_new_session=True,
+        )
+        self._loading = True
+        try:
+            for record in self._store.load():
+                self._add(record)
+            for entry in self.registry.entries():
+                self._add_permanent(entry.name)
+        finally:
+            self._loading = False
+        self._save()
+        for instance in self._instances.values():
+            if instance.desired == "running":
+                instance.start()
+        self._watch = asyncio.create_task(self.registry.watch(self._on_registry_change))
+        log.info(
+            "supervisor_started",
+            registry=str(self.settings.registry),
+            instances=len(self._instances),
+            control=self._control.url,
+            logs=self.loghub.log_url,
+        )
+
+    async def close(self) -> None:
+        """Stop every instance (gracefully, in parallel) and release everything."""
+        if self._watch is not None:
+            self._watch.cancel()
+            try:
+                await self._watch
+            except asyncio.CancelledError:
+                pass
+        running = [i for i in self._instances.values() if i.process is not None]
+        # Shutting down is not an operator's stop: keep the desired state for the next start.
+        desired = {i.name: i.desired for i in running}
+        await asyncio.gather(*(i.stop() for i in running), return_exceptions=True)
+        for instance in running:
+            instance.desired = desired[instance.name]
+        self._save()
+        await self._control.close()
+        await self.loghub.close()
+        self._ctx.term()
+        if self._guard is not None:
+            assert self._guard.stdin is not None
+            self._guard.stdin.close()
+            await asyncio.to_thread(self._guard.wait, 5)
+        log.info("supervisor_stopped")
+
+    def kill_all(self) -> None:
+        """Second signal: SIGKILL every instance group now."""
+        for instance in self._instances.values():
+            if instance.process is not None:
+                instance.process.kill_group(9)
+
+    # -- hooks of the instances --------------------------------------------------------------
+
+    def _hooks(self) -> InstanceHooks:
+        return InstanceHooks(
+            launch=self._launch,
+            record=self._record,
+            changed=lambda _i: self._save(),
+            send_config=self._control.send_config,
+            exited=self._exited,
+            start_seconds=self.settings.start_seconds,
+        )
+
+    def _launch(self, instance: Instance) -> ProgramProcess:
+        entry = self.registry.get(instance.entry)
+        if not entry.valid or entry.argv is None:
+            raise ConflictError(f"entry '{entry.name}' is invalid: {entry.error}")
+        spec = instance.spec
+        output_url = None
+        if spec.output.enabled:
+            if instance.output_port is None:
+                instance.output_port = self._ports.acquire(instance.name, spec.output.port)
+            bind_host = (
+                "*" if self.settings.stream_host in ("*", "0.0.0.0") else self.settings.stream_host
+            )
+            output_url = f"tcp://{bind_host}:{instance.output_port}"
+            instance.stream_url = f"tcp://{self.settings.public_host}:{instance.output_port}"
+        instance.output_url = output_url
+        data_url, data_mode = self._resolve_input(instance)
+        instance.data_url = data_url
+        contract = ContractEnv(
+            instance=instance.name,
+            run=instance.run,
+            config=instance.config,
+            data_url=data_url,
+            data_mode=data_mode,
+            output_url=output_url,
+            output_mode=spec.output.mode,
+            config_url=self._control.url,
+            log_url=self.loghub.log_url,
+            status_interval=self.settings.status_interval,
+        )
+        env = dict(os.environ)
+        env.update(spec.env)
+        env.update(contract.to_environ())
+        env[SESSION_VAR] = self.session
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        process = ProgramProcess(entry.argv, env, self.settings.registry, instance._on_exit)
+        self._guard_write(f"+{process.pgid}\n")
+        self.loghub.attach_pipe(instance.name, instance.run, process.stdout_fd, "stdout")
+        self.loghub.attach_pipe(instance.name, instance.run, process.stderr_fd, "stderr")
+        log.info(
+            "instance_launched",
+            instance=instance.name,
+            pid=process.pid,
+            run=instance.run,
+            argv=entry.argv[-1],
+            output=output_url,
+            data=data_url,
+        )
+        return process
+
+    def _resolve_input(self, instance: Instance) -> tuple[str | None, SocketMode]:
+        spec = instance.spec.input
+        if spec is None:
+            return None, SocketMode.SUB
+        if spec.url is not None:
+            return spec.url, spec.mode or SocketMode.SUB
+        source = self._instances.get(spec.instance or "")
+        if source is None or source.stream_url is None:
+            if source is not None and source.spec.output.enabled:
+                source.output_port = self._ports.acquire(source.name, source.spec.output.port)
+                source.stream_url = f"tcp://{self.settings.public_host}:{source.output_port}"
+            else:
+                raise ConflictError(
+                    f"input instance '{spec.instance}' does not exist or has no output"
+                )
+        default = SocketMode.SUB if source.spec.output.mode == SocketMode.PUB else SocketMode.PULL
+        return source.stream_url, spec.mode or default
+
+    def _exited(self, instance: Instance, process: ProgramProcess) -> None:
+        self._guard_write(f"-{process.pgid}\n")
+
+    def _guard_write(self, line: str) -> None:
+        if self._guard is not None and self._guard.stdin is not None:
+            try:
+                self._guard.stdin.write(line.encode())
+                self._guard.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                log.error("guard_gone", returncode=self._guard.poll())
+
+    def _record(self, instance: Instance, level: str, message: str) -> None:
+        self.loghub.add(instance.name, instance.run, "supervisor", message, level=level)
+
+    def _on_program_message(
+        self, routing_id: bytes, message: Hello | Ready | Status | ConfigAck | ConfigError
+    ) -> None:
+        instance = self._instances.get(message.instance)
+        if instance is None or message.run != instance.run:
+            self.stale_messages += 1
+            return
+        instance.on_message(routing_id, message)
+
+    async def _on_registry_change(self, changes: RegistryChanges) -> None:
+        for name in changes.added:
+            instance = self._add_permanent(name)
+            if instance is not None:
+                log.info("permanent_entry_added", entry=name)
+                instance.start()
+
+    def _add_permanent(self, name: str) -> Instance | None:
+        """An instance for a permanent entry that has none yet (it starts with the node)."""
+        entry = self.registry.get(name)
+        if not entry.valid or entry.spec is None or not entry.spec.permanent:
+            return None
+        if name in self._instances:
+            return None
+        record = InstanceRecord(
+            name=name, entry=name, config=dict(entry.spec.parameters), desired="running"
+        )
+        return self._add(record)
+
+    # -- the instance table ------------------------------------------------------------------
+
+    def _spec_for(self, record: InstanceRecord) -> EntrySpec:
+        entry = self.registry.get(record.entry)
+        base = entry.spec or EntrySpec(program=entry.filename)
+        update: dict[str, Any] = {}
+        if record.input is not None:
+            update["input"] = record.input
+        if record.output is not None:
+            update["output"] = record.output
+        if record.restart is not None:
+            update["restart"] = record.restart
+        return base.model_copy(update=update)
+
+    def _add(self, record: InstanceRecord) -> Instance:
+        try:
+            spec = self._spec_for(record)
+        except Exception as exc:  # entry gone since it was saved: keep the instance, show why
+            spec = EntrySpec(program=record.entry)
+            reason = f"entry '{record.entry}' is not available: {getattr(exc, 'message', exc)}"
+        else:
+            reason = "created"
+        instance = Instance(record.name, record.entry, spec, dict(record.config), self._hooks())
+        instance.reason = reason
+        instance.desired = record.desired
+        self._records[record.name] = record
+        self._instances[record.name] = instance
+        return instance
+
+    def _save(self) -> None:
+        if self._loading:
+            return
+        self._store.save(
+            [
+                self._records[name].model_copy(update={"config": i.config, "desired": i.desired})
+                for name, i in self._instances.items()
+            ]
+        )
+
+    def _get(self, name: str) -> Instance:
+        try:
+            return self._instances[name]
+        except KeyError:
+            raise InstanceNotFoundError(f"no instance named '{name}'") from None
+
+    # -- the API of the node -----------------------------------------------------------------
+
+    def list_instances(self) -> list[InstanceInfo]:
+        return [self._info(i) for i in sorted(self._instances.values(), key=lambda i: i.name)]
+
+    def get_instance(self, name: str) -> InstanceInfo:
+        return self._info(self._get(name))
+
+    def list_instances_json(self) -> bytes:
+        """``list_instances`` as a JSON array, from per-instance caches."""
+        parts = [
+            self._instances[name].info_json(self.loghub.stats(name))
+            for name in sorted(self._instances)
+        ]
+        return b"[" + b",".join(parts) + b"]"
+
+    def _log_stats(self, name: str) -> LogStats:
+        stats = self.loghub.stats(name)
+        return LogStats.model_construct(**{k: stats.get(k, 0) for k in LogStats.model_fields})
+
+    def _info(self, instance: Instance) -> InstanceInfo:
+        info = instance.info()
+        info.logs = self._log_stats(instance.name)
+        return info
+
+    async def create_instance(self, req: CreateInstance) -> InstanceInfo:
+        if req.name in self._instances:
+            raise ConflictError(f"an instance named '{req.name}' already exists")
+        entry = self.registry.get(req.entry)
+        if not entry.valid:
+            raise InvalidEntryError(f"entry '{req.entry}' is invalid: {entry.error}")
+        base = entry.spec.parameters if entry.spec is not None else {}
+        record = InstanceRecord(
+            name=req.name,
+            entry=req.entry,
+            config=merge_patch(base, req.config),
+            input=req.input,
+            output=req.output,
+            restart=req.restart,
+            desired="running" if req.start else "stopped",
+        )
+        instance = self._add(record)
+        self._save()
+        if req.start:
+            instance.start()
+        return self._info(instance)
+
+    async def start_instance(self, name: str) -> InstanceInfo:
+        instance = self._get(name)
+        entry = self.registry.get(instance.entry)
+        if not entry.valid:
+            raise ConflictError(
+                f"cannot start '{name}': entry '{entry.name}' is invalid: {entry.error}"
+            )
+        instance.spec = self._spec_for(self._records[name])
+        instance.start()
+        return self._info(instance)
+
+    async def stop_instance(self, name: str) -> InstanceInfo:
+        instance = self._get(name)
+        await instance.stop()
+        return self._info(instance)
+
+    async def restart_instance(self, name: str) -> InstanceInfo:
+        instance = self._get(name)
+        await instance.stop()
+        return await self.start_instance(name)
+
+    async def delete_instance(self, name: str) -> None:
+        instance = self._get(name)
+        await instance.stop()
+        del self._instances[name]
+        del self._records[name]
+        self._ports.release(instance.output_port)
+        self.loghub.forget(name)
+        self._save()
+        log.info("instance_deleted", instance=name)
+
+    def get_config(self, name: str) -> dict[str, Any]:
+        return self._get(name).config
+
+    async def update_config(self, name: str, patch: dict[str, Any]) -> ConfigResult:
+        if not isinstance(patch, dict):
+            raise InvalidConfigError(
+                f"a config patch must be a JSON object, not {type(patch).__name__}"
+            )
+        instance = self._get(name)
+        return await instance.apply_config(merge_patch(instance.config, patch))
+
+    async def set_config(self, name: str, config: dict[str, Any]) -> ConfigResult:
+        if not isinstance(config, dict):
+            raise InvalidConfigError(f"a config must be a JSON object, not {type(config).__name__}")
+        return await self._get(name).apply_config(config)
+
+    def tail_logs(self, name: str, n: int = 100, since_seq: int | None = None) -> list[LogEntry]:
+        self._get(name)
+        return self.loghub.tail(name, n, since_seq)
+
+    def follow_logs(self, name: str, since_seq: int | None = None) -> AsyncIterator[LogEntry]:
+        self._get(name)
+        return self.loghub.follow(name, since_seq)
+
+    def log_stream_url(self) -> str:
+        return self.loghub.pub_url
+
+    def node_info(self) -> dict[str, Any]:
+        states = {str(s): 0 for s in InstanceState}
+        for instance in self._instances.values():
+            states[str(instance.state)] += 1
+        return {
+            "version": __version__,
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "uptime": time.time() - self.started_at,
+            "registry": str(self.settings.registry),
+            "instances": len(self._instances),
+            "states": states,
+            "control_url": self._control.url,
+            "log_url": self.loghub.log_url,
+            "log_stream_url": self.loghub.pub_url,
+            "stale_messages": self.stale_messages,
+            "malformed_control_messages": self._control.malformed,
+        }

@@ -1,0 +1,64 @@
+"""Settings of one supervisor node, from the command line or the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .contract import StrictModel
+
+__all__ = ["Settings"]
+
+
+class Settings(StrictModel):
+    """Everything ``pipevisor serve`` can be told."""
+
+    registry: Path = Field(description="The registry folder.")
+    state_dir: Path | None = Field(
+        None,
+        description="Where desired state and the audit log live (default: REGISTRY/.pipevisor).",
+    )
+    api_host: str = Field("127.0.0.1", description="Interface the REST API listens on.")
+    api_port: int = Field(8090, ge=0, le=65535, description="REST port (0: any free port).")
+    control_host: str = Field(
+        "127.0.0.1", description="Interface of the CONFIG and LOG sockets (programs are local)."
+    )
+    stream_host: str = Field(
+        "127.0.0.1", description="Interface programs bind their OUTPUT on ('0.0.0.0' for all)."
+    )
+    advertise_host: str | None = Field(
+        None, description="Host name put in stream URLs given to clients (default: stream_host)."
+    )
+    port_range: tuple[int, int] = Field(
+        (11100, 12100), description="Output ports handed to instances, [first, last)."
+    )
+    token: str | None = Field(
+        None, description="Bearer token required by mutating endpoints (None: no protection)."
+    )
+    log_format: Literal["console", "json"] = Field("console", description="Supervisor log format.")
+    status_interval: float = Field(
+        1.0, gt=0, description="Seconds between program status messages."
+    )
+    start_seconds: float = Field(
+        1.0, ge=0, description="A program alive this long without Ready counts as running."
+    )
+    log_capacity: int = Field(2000, ge=10, description="Log entries kept per instance.")
+    log_rate: float = Field(5000.0, gt=0, description="Log lines per second stored per instance.")
+    max_upload_bytes: int = Field(64 * 2**20, gt=0, description="Largest registry upload.")
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        if self.state_dir is None:
+            self.state_dir = self.registry / ".pipevisor"
+        if self.port_range[0] >= self.port_range[1]:
+            raise ValueError(f"port_range {self.port_range} is empty")
+        return self
+
+    @property
+    def public_host(self) -> str:
+        """Host name clients use to reach output streams."""
+        if self.advertise_host:
+            return self.advertise_host
+        return "127.0.0.1" if self.stream_host in ("0.0.0.0", "*") else self.stream_host

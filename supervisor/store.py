@@ -1,0 +1,77 @@
+"""Desired state on disk: which instances exist, what they run, and whether they should run."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydantic import Field, ValidationError
+
+from .contract import StrictModel
+from .specs import InputSpec, OutputSpec, RestartPolicy
+
+__all__ = ["InstanceRecord", "StateStore"]
+
+log = structlog.get_logger(__name__)
+
+
+class InstanceRecord(StrictModel):
+    """What survives a supervisor restart of one instance."""
+
+    name: str = Field(description="Instance name.")
+    entry: str = Field(description="Registry entry.")
+    config: dict[str, Any] = Field(default_factory=dict, description="Current configuration.")
+    input: InputSpec | None = Field(None, description="Input override.")
+    output: OutputSpec | None = Field(None, description="Output override.")
+    restart: RestartPolicy | None = Field(None, description="Restart policy override.")
+    desired: str = Field("stopped", description="'running' or 'stopped'.")
+
+
+class _StateFile(StrictModel):
+    version: int = Field(1, description="File format version.")
+    instances: list[InstanceRecord] = Field(default_factory=list, description="Instances.")
+
+
+class StateStore:
+    """Atomic JSON file of instance records."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> list[InstanceRecord]:
+        """The saved records; an unreadable file is kept aside and an empty state returned."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return []
+        try:
+            return _StateFile.model_validate_json(text).instances
+        except ValidationError as exc:
+            broken = self.path.with_suffix(".broken")
+            os.replace(self.path, broken)
+            log.error(
+                "state_file_unreadable", path=str(self.path), kept_as=str(broken), error=str(exc)
+            )
+            return []
+
+    def save(self, records: list[InstanceRecord]) -> None:
+        """Write all records atomically (temp file, fsync, rename)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = _StateFile(instances=records).model_dump(mode="json")
+        fd, tmp = tempfile.mkstemp(prefix=".state-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise

@@ -1,0 +1,122 @@
+"""What the supervisor shows of itself: API response models, built from live state on demand."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from .contract import StrictModel
+from .specs import InputSpec, OutputSpec, RestartPolicy
+
+__all__ = [
+    "ConfigResult",
+    "CreateInstance",
+    "InstanceInfo",
+    "InstanceState",
+    "InstanceStats",
+    "LogStats",
+]
+
+
+class InstanceState(StrEnum):
+    """Lifecycle state of an instance."""
+
+    STARTING = (
+        "starting"  # spawned, not yet ready (no Ready message, alive less than start_seconds)
+    )
+    RUNNING = "running"
+    STOPPING = "stopping"  # SIGTERM sent, waiting for the exit (SIGKILL after the grace period)
+    STOPPED = "stopped"
+    BACKOFF = "backoff"  # exited, waiting to be restarted
+    FAILED = "failed"  # exited and will not be restarted (policy, or crash loop)
+
+
+class InstanceStats(StrictModel):
+    """The program's last Status message, with rates over the last interval."""
+
+    messages_in: int = Field(0, description="Messages received on DATA since the program started.")
+    bytes_in: int = Field(0, description="Bytes received on DATA.")
+    messages_out: int = Field(0, description="Messages sent on OUTPUT.")
+    bytes_out: int = Field(0, description="Bytes sent on OUTPUT.")
+    drops: int = Field(0, description="Input messages skipped because processing lagged.")
+    output_drops: int = Field(0, description="Output messages no peer could take.")
+    errors: int = Field(0, description="Messages whose processing raised.")
+    malformed: int = Field(0, description="Undecodable input messages.")
+    log_drops: int = Field(0, description="Log records the program could not send.")
+    processing_time_avg: float = Field(0.0, description="Mean processing time, s.")
+    processing_time_max: float = Field(0.0, description="Longest processing time, s.")
+    clients: int | None = Field(None, description="Peers connected to the output.")
+    last_pulse_id: int | None = Field(None, description="Last pulse id handled.")
+    rate_in: float = Field(0.0, description="Input messages per second.")
+    rate_out: float = Field(0.0, description="Output messages per second.")
+    updated: float | None = Field(None, description="Unix time of the last Status message.")
+
+
+class LogStats(StrictModel):
+    """Counters of the instance's log ring."""
+
+    received: int = Field(0, description="Lines and records seen.")
+    stored: int = Field(0, description="Entries stored in the ring.")
+    dropped: int = Field(0, description="Lines dropped by the rate limit.")
+    evicted: int = Field(0, description="Entries pushed out of the ring by newer ones.")
+
+
+class InstanceInfo(StrictModel):
+    """One instance as the API shows it."""
+
+    name: str = Field(description="Instance name.")
+    entry: str = Field(description="Registry entry it runs.")
+    state: InstanceState = Field(description="Lifecycle state.")
+    desired: str = Field(description="'running' or 'stopped': what the supervisor steers towards.")
+    reason: str = Field("", description="Why it is in this state, for a person.")
+    pid: int | None = Field(None, description="Process id of the running program.")
+    run: int = Field(0, description="Run number; increases at every start.")
+    restarts: int = Field(0, description="Restarts since the instance was created or started.")
+    exit_code: int | None = Field(None, description="Exit code of the last run (None if signal).")
+    exit_signal: str | None = Field(None, description="Signal that ended the last run, if any.")
+    started_at: float | None = Field(None, description="Unix time the current run started.")
+    next_start_at: float | None = Field(None, description="In backoff: when it starts again.")
+    ready: bool = Field(False, description="The program sent its Ready message.")
+    speaks_contract: bool = Field(False, description="The program connected to CONFIG (hello).")
+    stream: str | None = Field(None, description="URL of the output stream, for clients.")
+    output_mode: str | None = Field(None, description="PUB or PUSH.")
+    input: InputSpec | None = Field(None, description="Where DATA comes from.")
+    data_url: str | None = Field(None, description="Resolved DATA URL.")
+    config: dict[str, Any] = Field(default_factory=dict, description="Current configuration.")
+    config_seq: int = Field(0, description="Sequence number of the current configuration.")
+    config_pending_restart: bool = Field(
+        False,
+        description="The config changed but the program does not speak the config channel: "
+        "it applies at the next restart.",
+    )
+    restart_policy: RestartPolicy = Field(description="Restart policy.")
+    stats: InstanceStats = Field(default_factory=InstanceStats, description="Program status.")
+    logs: LogStats = Field(default_factory=LogStats, description="Log counters.")
+
+
+class CreateInstance(StrictModel):
+    """Body of POST /api/v1/instances."""
+
+    name: str = Field(description="Instance name.", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    entry: str = Field(description="Registry entry to run.")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the entry's parameters (JSON merge patch)."
+    )
+    input: InputSpec | None = Field(None, description="Override of the entry's input.")
+    output: OutputSpec | None = Field(None, description="Override of the entry's output.")
+    restart: RestartPolicy | None = Field(None, description="Override of the restart policy.")
+    start: bool = Field(True, description="Start it right away.")
+
+
+class ConfigResult(StrictModel):
+    """Answer to a config change."""
+
+    name: str = Field(description="Instance name.")
+    config: dict[str, Any] = Field(description="The configuration now in force (or pending).")
+    seq: int = Field(description="Its sequence number.")
+    applied: str = Field(
+        description="'live' (acknowledged by the program), 'next_start' (instance not running) "
+        "or 'next_restart' (the program does not speak the config channel)."
+    )
