@@ -1,0 +1,134 @@
+"""The app factory: routes, the mapping of domain errors to HTTP, the guard and the safety net."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..audit import AuditLog
+from ..errors import (
+    ConflictError,
+    InvalidConfigError,
+    InvalidEntryError,
+    InvalidNameError,
+    NotFoundError,
+    PayloadTooLargeError,
+    SupervisorError,
+)
+from . import routes_instances, routes_logs, routes_node, routes_registry
+from .auth import GuardMiddleware
+from .deps import API_PREFIX, SupervisorAPI
+
+__all__ = ["API_PREFIX", "create_app", "status_for"]
+
+log = structlog.get_logger(__name__)
+
+SSE_KEEPALIVE = 15.0
+"""Seconds without a log entry after which a follower gets a keep-alive comment."""
+
+_STATUS: tuple[tuple[type[SupervisorError] | tuple[type[SupervisorError], ...], int], ...] = (
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (PayloadTooLargeError, 413),
+    ((InvalidNameError, InvalidEntryError, InvalidConfigError), 422),
+)
+
+_DESCRIPTION = """\
+The REST API of one pipevisor node: the registry of pipelines, their running instances, their
+configuration and their logs.
+
+Errors answer with a 4xx status and `{"detail": "<what was wrong, quoting it>"}`. When the node
+has a token, every POST, PUT, PATCH and DELETE needs `Authorization: Bearer <token>`; every one
+of them, allowed or refused, is recorded in the audit log (`GET /api/v1/audit`).
+"""
+
+
+def status_for(exc: SupervisorError) -> int:
+    """The HTTP status code of a domain error (400 for one without a more precise code)."""
+    for kinds, code in _STATUS:
+        if isinstance(exc, kinds):
+            return code
+    return 400
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SupervisorError)
+    code = status_for(exc)
+    message = getattr(exc, "message", str(exc))
+    log.info(
+        "api_request_failed",
+        method=request.method,
+        path=request.url.path,
+        status=code,
+        error=message,
+    )
+    return JSONResponse({"detail": message}, status_code=code)
+
+
+class _UnexpectedErrors:
+    """Turns an unexpected exception into a generic 500, logged with its traceback.
+
+    The client never sees the traceback. Unlike an ``Exception`` handler of Starlette, this
+    does not re-raise to the server, so the error is logged once, through structlog.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        except Exception:
+            log.exception("api_unexpected_error", method=scope["method"], path=scope["path"])
+            if started:
+                raise  # too late for a 500: the server closes the connection
+            response = JSONResponse(
+                {"detail": "internal error of the supervisor; its log has the details"},
+                status_code=500,
+            )
+            await response(scope, receive, send)
+
+
+def create_app(
+    supervisor: SupervisorAPI, *, token: str | None = None, audit: AuditLog | None = None
+) -> FastAPI:
+    """The REST API of ``supervisor`` under ``/api/v1``, with its docs at ``/docs``.
+
+    Args:
+        supervisor: The node to serve.
+        token: Bearer token that POST, PUT, PATCH and DELETE need; None (or empty) leaves
+            them open.
+        audit: Where mutating calls are recorded; default: kept in memory only.
+    """
+    app = FastAPI(
+        title="pipevisor",
+        version=__version__,
+        description=_DESCRIPTION,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+    )
+    app.state.supervisor = supervisor
+    app.state.token = token or None
+    app.state.audit = audit if audit is not None else AuditLog(None)
+    app.state.sse_keepalive = SSE_KEEPALIVE
+    for module in (routes_node, routes_registry, routes_instances, routes_logs):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.add_exception_handler(SupervisorError, _domain_error)
+    app.add_middleware(GuardMiddleware)  # inside: sees the answers of the routes
+    app.add_middleware(_UnexpectedErrors)  # outside: a crash is a 500 the guard audits
+    return app

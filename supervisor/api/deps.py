@@ -1,0 +1,56 @@
+"""What the routes need from the node, and how they get it: from ``app.state``, never a global."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from fastapi import Request
+
+from ..audit import AuditLog
+
+if TYPE_CHECKING:
+    from ..logring import LogEntry
+    from ..registry import Registry
+    from ..settings import Settings
+    from ..views import ConfigResult, CreateInstance, InstanceInfo
+
+__all__ = ["API_PREFIX", "SupervisorAPI", "get_audit", "get_supervisor"]
+
+API_PREFIX = "/api/v1"
+
+
+class SupervisorAPI(Protocol):
+    """The face of ``supervisor.node.Supervisor`` that the REST API uses."""
+
+    settings: Settings
+    registry: Registry
+    started_at: float
+
+    def list_instances(self) -> list[InstanceInfo]: ...
+    def list_instances_json(self) -> bytes: ...
+    def get_instance(self, name: str) -> InstanceInfo: ...
+    async def create_instance(self, req: CreateInstance) -> InstanceInfo: ...
+    async def start_instance(self, name: str) -> InstanceInfo: ...
+    async def stop_instance(self, name: str) -> InstanceInfo: ...
+    async def restart_instance(self, name: str) -> InstanceInfo: ...
+    async def delete_instance(self, name: str) -> None: ...
+    def get_config(self, name: str) -> dict[str, Any]: ...
+    async def update_config(self, name: str, patch: dict[str, Any]) -> ConfigResult: ...
+    async def set_config(self, name: str, config: dict[str, Any]) -> ConfigResult: ...
+    def tail_logs(
+        self, name: str, n: int = 100, since_seq: int | None = None
+    ) -> list[LogEntry]: ...
+    def follow_logs(self, name: str, since_seq: int | None = None) -> AsyncIterator[LogEntry]: ...
+    def log_stream_url(self) -> str: ...
+    def node_info(self) -> dict[str, Any]: ...
+
+
+def get_supervisor(request: Request) -> SupervisorAPI:
+    """The node this app serves."""
+    return request.app.state.supervisor
+
+
+def get_audit(request: Request) -> AuditLog:
+    """The audit log of this app."""
+    return request.app.state.audit

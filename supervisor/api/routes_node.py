@@ -1,0 +1,52 @@
+"""The node itself: health, version, node info, the log stream address and the audit log."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from .. import __version__
+from ..audit import AuditLog, AuditRecord
+from .deps import SupervisorAPI, get_audit, get_supervisor
+from .schemas import Health, StreamUrl, Version
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["node"])
+
+Sup = Annotated[SupervisorAPI, Depends(get_supervisor)]
+
+
+@router.get("/health")
+async def health(sup: Sup) -> Health:
+    """Liveness probe: answers while the node's event loop runs."""
+    return Health(version=__version__, uptime=time.time() - sup.started_at)
+
+
+@router.get("/version")
+async def version() -> Version:
+    """The pipevisor version of this node."""
+    return Version(version=__version__)
+
+
+@router.get("/node")
+async def node(sup: Sup) -> dict[str, Any]:
+    """Node information: version, uptime, host name, and instance counts by state."""
+    return sup.node_info()
+
+
+@router.get("/logs/stream")
+async def log_stream(sup: Sup) -> StreamUrl:
+    """Address of the ZMQ PUB that re-publishes every log entry (topic: the instance name)."""
+    return StreamUrl(url=sup.log_stream_url())
+
+
+@router.get("/audit")
+async def audit(
+    log: Annotated[AuditLog, Depends(get_audit)],
+    tail: Annotated[int, Query(ge=1, le=100_000, description="Newest records to return.")] = 100,
+) -> list[AuditRecord]:
+    """The newest mutating calls (allowed and refused), oldest first."""
+    return log.tail(tail)

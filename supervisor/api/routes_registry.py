@@ -1,0 +1,94 @@
+"""The registry: its entries, and its files (download, raw upload, delete).
+
+File names go to the registry unchanged (``{filename:path}`` lets a '/' through), so every
+name, a path-traversal attempt included, is judged in one place: the registry's name check.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import PayloadTooLargeError
+from ..registry import Entry
+from .deps import SupervisorAPI, get_supervisor
+from .schemas import UploadResult
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/registry", tags=["registry"])
+
+Sup = Annotated[SupervisorAPI, Depends(get_supervisor)]
+
+_RAW_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+_BYTES = {200: {"content": {"application/octet-stream": {}}, "description": "The file."}}
+
+
+@router.get("")
+def list_entries(sup: Sup) -> list[Entry]:
+    """Every entry of the registry, valid or not (an invalid one says why in ``error``)."""
+    return sup.registry.entries()
+
+
+@router.get("/files/{filename:path}", response_class=Response, responses=_BYTES)
+def download_file(sup: Sup, filename: str) -> Response:
+    """The raw bytes of a registry file."""
+    data = sup.registry.read_file(filename)
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.put("/files/{filename:path}", openapi_extra=_RAW_BODY)
+async def upload_file(
+    sup: Sup,
+    request: Request,
+    filename: str,
+    executable: Annotated[
+        bool, Query(description="Make the file executable (a program of any language).")
+    ] = False,
+) -> UploadResult:
+    """Write a registry file from the raw request body; the entry is available at once.
+
+    The body is read as a stream and refused with 413 as soon as it passes the node's upload
+    limit. A JSON entry that does not validate is refused with 422 and nothing is written.
+    """
+    limit = sup.settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(
+            f"{filename!r} is {int(declared)} bytes, more than the upload limit of {limit} bytes"
+        )
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise PayloadTooLargeError(
+                f"{filename!r} is more than the upload limit of {limit} bytes"
+            )
+    entry = await run_in_threadpool(
+        sup.registry.write_file, filename, bytes(data), executable=executable
+    )
+    return UploadResult(filename=filename, size=len(data), entry=entry)
+
+
+@router.delete("/files/{filename:path}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_file(sup: Sup, filename: str) -> Response:
+    """Remove a registry file; its entry disappears (running instances keep running)."""
+    await run_in_threadpool(sup.registry.delete_file, filename)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{name}")
+def get_entry(sup: Sup, name: str) -> Entry:
+    """One registry entry."""
+    return sup.registry.get(name)

@@ -1,0 +1,79 @@
+"""``pipevisor serve``: the supervisor and its REST API on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
+
+import structlog
+import uvicorn
+
+from .api import create_app
+from .audit import AuditLog
+from .logconfig import configure_logging
+from .node import Supervisor
+from .settings import Settings
+
+__all__ = ["serve"]
+
+log = structlog.get_logger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, with signal handling that only sets flags (the main coroutine acts).
+
+    uvicorn's own handling re-raises the signal after its shutdown, which would end the process
+    before the supervisor has stopped its instances. First signal: graceful; second: forced.
+    """
+
+    supervisor: Supervisor | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def on_signal(self) -> None:
+        if self.should_exit:
+            self.force_exit = True
+            if self.supervisor is not None:
+                log.warning("forced_shutdown")
+                self.supervisor.kill_all()
+        self.should_exit = True
+
+
+async def run(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+    """Start the supervisor, serve the API until a signal, then stop everything."""
+    supervisor = Supervisor(settings)
+    assert settings.state_dir is not None
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    audit = AuditLog(settings.state_dir / "audit.jsonl")
+    app = create_app(supervisor, token=settings.token, audit=audit)
+    config = uvicorn.Config(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    server = _Server(config)
+    server.supervisor = supervisor
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.on_signal)
+    await supervisor.start()
+    try:
+        await server.serve()
+    finally:
+        await supervisor.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def serve(settings: Settings) -> int:
+    """Run until SIGINT or SIGTERM; returns the process exit code."""
+    configure_logging(settings.log_format)
+    asyncio.run(run(settings))
+    return 0
