@@ -1,0 +1,42 @@
+"""With a token, mutating calls need it, and every one is audited."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from .conftest import shell
+
+pytestmark = pytest.mark.system
+
+
+def test_token_protects_mutations_and_the_audit_log_records_them(
+    start_supervisor, write_entry, tmp_path
+):
+    """Without the token a POST is 401; with it, 201; both are in the audit log; GETs stay open."""
+    write_entry("idle.sh", shell("exec sleep 600"), executable=True)
+    sup = start_supervisor(token="s3cret")
+    anonymous = httpx.Client(base_url=sup.url + "/api/v1")
+    try:
+        assert anonymous.get("/instances").status_code == 200
+        refused = anonymous.post("/instances", json={"name": "i", "entry": "idle"})
+        assert refused.status_code == 401
+        wrong = anonymous.post(
+            "/instances",
+            json={"name": "i", "entry": "idle"},
+            headers={"Authorization": "Bearer nope"},
+        )
+        assert wrong.status_code == 401
+    finally:
+        anonymous.close()
+    assert sup.api("POST", "/instances", json={"name": "i", "entry": "idle"}).status_code == 201
+    assert sup.api("POST", "/instances/i/stop").status_code == 200
+    records = [
+        json.loads(line) for line in (tmp_path / "state" / "audit.jsonl").read_text().splitlines()
+    ]
+    outcomes = [(r.get("method"), r.get("path"), r.get("status")) for r in records]
+    assert ("POST", "/api/v1/instances", 401) in outcomes
+    assert ("POST", "/api/v1/instances", 201) in outcomes
+    assert ("POST", "/api/v1/instances/i/stop", 200) in outcomes
