@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import structlog
 import uvicorn
@@ -75,5 +75,15 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None) -> None
 def serve(settings: Settings) -> int:
     """Run until SIGINT or SIGTERM; returns the process exit code."""
     configure_logging(settings.log_format)
-    asyncio.run(run(settings))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(run(settings))
     return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where installed: the API answers in about half the time."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
