@@ -9,6 +9,11 @@ PORT ?= 8090
 .PHONY: install demo test lint format schemas bench clean
 
 $(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "pipevisor needs Python 3.11 or newer; set PYTHON=python3.x"; exit 1; }
+	@# Debian splits venv/ensurepip into python3-venv: install it when it is missing.
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || \
+		{ command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(PY)
