@@ -14,12 +14,12 @@ import os
 import pkgutil
 import re
 import sys
-import tempfile
 import tokenize
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from .atomicfile import fsync_folder, write_atomic
 from .errors import (
     ConflictError,
     EntryNotFoundError,
@@ -133,21 +133,7 @@ def write_file(root: Path, filename: str, data: bytes, *, executable: bool = Fal
             raise ConflictError(f"{filename!r} is a folder in the registry, not a file")
         was_executable = bool(st.st_mode & 0o111)
     mode = 0o755 if executable or was_executable else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=root)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-            os.fchmod(f.fileno(), mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_folder(root)
+    write_atomic(path, data, mode=mode, temp_prefix=TEMP_PREFIX)
     return path
 
 
@@ -158,21 +144,7 @@ def delete_file(root: Path, filename: str) -> None:
         os.unlink(path)
     except (FileNotFoundError, IsADirectoryError) as exc:
         raise EntryNotFoundError(f"no file {filename!r} in the registry") from exc
-    _fsync_folder(root)
-
-
-def _fsync_folder(root: Path) -> None:
-    # Makes the rename itself durable; a file system that cannot fsync a folder is no error.
-    try:
-        fd = os.open(root, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_folder(root)
 
 
 def parse_entry_spec(filename: str, data: bytes) -> EntrySpec:

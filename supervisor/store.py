@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import structlog
 from pydantic import Field, ValidationError
 
+from .atomicfile import write_atomic
 from .contract import StrictModel
 from .specs import InputSpec, OutputSpec, RestartPolicy
 
@@ -62,16 +62,5 @@ class StateStore:
         """Write all records atomically (temp file, fsync, rename)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = _StateFile(instances=records).model_dump(mode="json")
-        fd, tmp = tempfile.mkstemp(prefix=".state-", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        text = json.dumps(data, indent=2).encode()
+        write_atomic(self.path, text, temp_prefix=".state-")

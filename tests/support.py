@@ -18,7 +18,7 @@ import psutil
 
 T = TypeVar("T")
 
-__all__ = ["SupervisorProcess", "free_port", "wait_for"]
+__all__ = ["SupervisorProcess", "free_port", "pid_alive", "wait_for"]
 
 
 def wait_for(
@@ -44,6 +44,15 @@ def wait_for(
                 f"timed out after {timeout} s waiting for {what}; last seen: {last!r}"
             )
         time.sleep(interval)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def free_port() -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -61,20 +60,3 @@ def start_supervisor(tmp_path: Path, registry: Path) -> Iterator[Callable[..., S
 def shell(body: str) -> str:
     """A POSIX shell script."""
     return "#!/bin/sh\n" + body.strip() + "\n"
-
-
-@pytest.fixture
-def pid_alive() -> Callable[[int], bool]:
-    """True while a process (not a zombie) exists."""
-
-    def alive(pid: int) -> bool:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().split(")")[-1].split()[0] != "Z"
-        except (FileNotFoundError, ProcessLookupError):
-            return False
-
-    return alive
-
-
-__all__ = ["os", "shell"]

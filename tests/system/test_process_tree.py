@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from tests.support import wait_for
+from tests.support import pid_alive, wait_for
 
 from .conftest import shell
 
@@ -30,9 +30,7 @@ def _pids(sup, name):
     return wait_for(probe, what=f"{name} child pids")
 
 
-def test_sigkill_of_the_supervisor_leaves_no_instance_process(
-    start_supervisor, write_entry, pid_alive
-):
+def test_sigkill_of_the_supervisor_leaves_no_instance_process(start_supervisor, write_entry):
     """SIGKILL the supervisor: within 2 s every process of every instance tree is gone."""
     write_entry("tree.sh", TREE, executable=True)
     sup = start_supervisor()
@@ -70,9 +68,7 @@ def test_desired_state_survives_a_supervisor_restart(start_supervisor, write_ent
     assert again.instance("down")["desired"] == "stopped"
 
 
-def test_graceful_shutdown_stops_instances_but_keeps_them_desired(
-    start_supervisor, write_entry, pid_alive
-):
+def test_graceful_shutdown_stops_instances_but_keeps_them_desired(start_supervisor, write_entry):
     """SIGTERM to the supervisor stops every instance before it exits."""
     write_entry("idle.sh", shell("exec sleep 600"), executable=True)
     sup = start_supervisor()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import wait_for
+from tests.support import pid_alive, wait_for
 
 from .conftest import shell
 
@@ -62,7 +62,7 @@ def test_shell_script_runs_and_its_output_becomes_logs(start_supervisor, write_e
     assert by_source["stderr"] == "to stderr"
 
 
-def test_stop_sends_sigterm_to_the_group_and_reports_it(start_supervisor, write_entry, pid_alive):
+def test_stop_sends_sigterm_to_the_group_and_reports_it(start_supervisor, write_entry):
     """Stop ends the script and its children; the API shows stopped and why."""
     write_entry("tree.sh", shell("sleep 600 &\necho child $!\nwait"), executable=True)
     sup = start_supervisor()

@@ -7,15 +7,7 @@ import subprocess
 import sys
 import time
 
-from tests.support import wait_for
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+from tests.support import pid_alive, wait_for
 
 
 def test_guard_kills_registered_groups_and_session_escapees_at_eof():
@@ -37,7 +29,7 @@ def test_guard_kills_registered_groups_and_session_escapees_at_eof():
             timeout=5,
             what="guarded processes killed",
         )
-        assert _alive(bystander.pid), "an unregistered group outside the session must survive"
+        assert pid_alive(bystander.pid), "an unregistered group outside the session must survive"
     finally:
         for p in (grouped, escaped, bystander):
             p.kill()

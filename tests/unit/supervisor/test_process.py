@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from supervisor.process import ExitStatus, ProgramProcess, describe_exit
+from tests.support import pid_alive
 
 
 def _run(coro):
@@ -22,14 +23,6 @@ def _spawn(script: str, exits: list, tmp_path: Path) -> ProgramProcess:
         tmp_path,
         lambda p, s: exits.append((time.monotonic(), s)),
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _close_pipes(process: ProgramProcess) -> None:
@@ -76,7 +69,7 @@ def test_terminate_stops_the_whole_group(tmp_path):
     child, status, killed = _run(main())
     assert status.signal_name == "SIGTERM"
     assert not killed
-    assert not _alive(child)
+    assert not pid_alive(child)
 
 
 def test_a_program_ignoring_sigterm_is_killed_after_the_grace(tmp_path):
