@@ -1,6 +1,6 @@
 """One instance: a named program with a config, its runs, its restart policy and its state.
 
-All methods run on the supervisor's event loop. Process exits arrive through ``_on_exit`` (called
+All methods run on the supervisor's event loop. Process exits arrive through ``handle_exit`` (called
 by the loop the moment the process ends); the decision to restart, back off or give up is taken
 there, so a crash is answered in microseconds, not at the next tick of a polling loop.
 """
@@ -91,7 +91,7 @@ class Instance:
         self.crash_count = 0
         self.hooks.changed(self)
         if self.process is not None:
-            return  # running, or stopping: _on_exit starts it again since desired is running
+            return  # running, or stopping: handle_exit starts it again since desired is running
         self._cancel_timer()
         self._spawn()
 
@@ -153,7 +153,8 @@ class Instance:
                 self.reason if self.ready else "running (no ready message yet)",
             )
 
-    def _on_exit(self, process: ProgramProcess, status: ExitStatus) -> None:
+    def handle_exit(self, process: ProgramProcess, status: ExitStatus) -> None:
+        """Called by the loop the moment a run ended: restart, back off, or give up."""
         if process is not self.process:
             return
         self.process = None

@@ -142,14 +142,10 @@ class Supervisor:
             raise ConflictError(f"entry '{entry.name}' is invalid: {entry.error}")
         spec = instance.spec
         output_url = None
-        if spec.output.enabled:
-            if instance.output_port is None:
-                instance.output_port = self._ports.acquire(instance.name, spec.output.port)
-            bind_host = (
-                "*" if self.settings.stream_host in ("*", "0.0.0.0") else self.settings.stream_host
-            )
+        if self._assign_stream(instance):
+            host = self.settings.stream_host
+            bind_host = "*" if host in ("*", "0.0.0.0") else host
             output_url = f"tcp://{bind_host}:{instance.output_port}"
-            instance.stream_url = f"tcp://{self.settings.public_host}:{instance.output_port}"
         instance.output_url = output_url
         data_url, data_mode = self._resolve_input(instance)
         instance.data_url = data_url
@@ -165,12 +161,13 @@ class Supervisor:
             log_url=self.loghub.log_url,
             status_interval=self.settings.status_interval,
         )
-        env = dict(os.environ)
+        # The supervisor's own PIPEVISOR_* settings (its API token above all) stay with it.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PIPEVISOR_")}
         env.update(spec.env)
         env.update(contract.to_environ())
         env[SESSION_VAR] = self.session
         env.setdefault("PYTHONUNBUFFERED", "1")
-        process = ProgramProcess(entry.argv, env, self.settings.registry, instance._on_exit)
+        process = ProgramProcess(entry.argv, env, self.settings.registry, instance.handle_exit)
         self._guard_write(f"+{process.pgid}\n")
         self.loghub.attach_pipe(instance.name, instance.run, process.stdout_fd, "stdout")
         self.loghub.attach_pipe(instance.name, instance.run, process.stderr_fd, "stderr")
@@ -192,16 +189,20 @@ class Supervisor:
         if spec.url is not None:
             return spec.url, spec.mode or SocketMode.SUB
         source = self._instances.get(spec.instance or "")
-        if source is None or source.stream_url is None:
-            if source is not None and source.spec.output.enabled:
-                source.output_port = self._ports.acquire(source.name, source.spec.output.port)
-                source.stream_url = f"tcp://{self.settings.public_host}:{source.output_port}"
-            else:
-                raise ConflictError(
-                    f"input instance '{spec.instance}' does not exist or has no output"
-                )
+        if source is None or not self._assign_stream(source):
+            raise ConflictError(f"input instance '{spec.instance}' does not exist or has no output")
         default = SocketMode.SUB if source.spec.output.mode == SocketMode.PUB else SocketMode.PULL
         return source.stream_url, spec.mode or default
+
+    def _assign_stream(self, instance: Instance) -> bool:
+        """Give ``instance`` its output port and stream URL (kept across restarts, so clients
+        reconnect to the same address); False when it has no output."""
+        if not instance.spec.output.enabled:
+            return False
+        if instance.output_port is None:
+            instance.output_port = self._ports.acquire(instance.name, instance.spec.output.port)
+            instance.stream_url = f"tcp://{self.settings.public_host}:{instance.output_port}"
+        return True
 
     def _exited(self, instance: Instance, process: ProgramProcess) -> None:
         self._guard_write(f"-{process.pgid}\n")

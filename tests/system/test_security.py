@@ -7,6 +7,8 @@ import json
 import httpx
 import pytest
 
+from tests.support import wait_for
+
 from .conftest import shell
 
 pytestmark = pytest.mark.system
@@ -40,3 +42,18 @@ def test_token_protects_mutations_and_the_audit_log_records_them(
     assert ("POST", "/api/v1/instances", 401) in outcomes
     assert ("POST", "/api/v1/instances", 201) in outcomes
     assert ("POST", "/api/v1/instances/i/stop", 200) in outcomes
+
+
+def test_the_api_token_never_reaches_a_program(start_supervisor, write_entry):
+    """Programs do not inherit the supervisor's token from its environment."""
+    write_entry(
+        "env.sh", shell('echo "token=${PIPEVISOR_TOKEN:-unset}"\nexec sleep 600'), executable=True
+    )
+    sup = start_supervisor(token="s3cret")
+    assert sup.api("POST", "/instances", json={"name": "env", "entry": "env"}).status_code == 201
+
+    def line():
+        entries = sup.api("GET", "/instances/env/logs").json()
+        return next((e["message"] for e in entries if e["message"].startswith("token=")), None)
+
+    assert wait_for(line, what="the token line") == "token=unset"
