@@ -1,0 +1,156 @@
+"""The instance state machine with real short-lived processes and injected hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from structlog.testing import capture_logs
+
+from supervisor.contract import ConfigAck, ConfigError, Hello, Ready
+from supervisor.instance import Instance, InstanceHooks
+from supervisor.process import ProgramProcess
+from supervisor.specs import EntrySpec, RestartPolicy
+from supervisor.views import InstanceState
+
+
+class _Node:
+    """Plays the supervisor: spawns /bin/sh with a script, records what the instance reports."""
+
+    def __init__(self, script: str, cwd: Path) -> None:
+        self.script = script
+        self.cwd = cwd
+        self.records: list[tuple[str, str]] = []
+        self.sent: list = []
+        self.saved = 0
+
+    def hooks(self, **kw) -> InstanceHooks:
+        return InstanceHooks(
+            launch=self.launch,
+            record=lambda _i, level, msg: self.records.append((level, msg)),
+            changed=lambda _i: setattr(self, "saved", self.saved + 1),
+            send_config=lambda rid, update: self.sent.append((rid, update)),
+            exited=lambda _i, p: (os.close(p.stdout_fd), os.close(p.stderr_fd)),
+            **kw,
+        )
+
+    def launch(self, instance: Instance) -> ProgramProcess:
+        return ProgramProcess(
+            ["/bin/sh", "-c", self.script], dict(os.environ), self.cwd, instance.handle_exit
+        )
+
+
+def _run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+async def _until(predicate, timeout=10.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+def _instance(node: _Node, **policy) -> Instance:
+    spec = EntrySpec(program="x.sh", restart=RestartPolicy(**policy))
+    return Instance("demo", "x", spec, {"gain": 1}, node.hooks(start_seconds=0.2, config_timeout=1))
+
+
+def test_quick_exits_back_off_exponentially_until_the_crash_loop_limit(tmp_path):
+    """Delays 0, 0.01, 0.02, 0.04 s, then failed with the reason and the last exit code."""
+    node = _Node("exit 5", tmp_path)
+
+    async def main():
+        instance = _instance(node, backoff_initial=0.01, max_restarts=4, stable_after=60)
+        reasons = []
+        instance.start()
+        while instance.state != InstanceState.FAILED:
+            if instance.state == InstanceState.BACKOFF and instance.reason not in reasons:
+                reasons.append(instance.reason)
+            await asyncio.sleep(0.001)
+        return instance, reasons
+
+    with capture_logs() as events:
+        instance, reasons = _run(main())
+    assert reasons == [f"exited with code 5; restarting in {d} s" for d in ("0.01", "0.02", "0.04")]
+    assert instance.run == 5
+    assert instance.restarts == 4
+    assert instance.reason.startswith("crash loop: 5 exits in a row")
+    assert instance.info().exit_code == 5
+    states = [e["state"] for e in events if e["event"] == "instance_state"]
+    assert states[-1] == "failed"
+
+
+def test_stop_during_backoff_cancels_the_restart(tmp_path):
+    """A stop while waiting to restart leaves the instance stopped, not restarted later."""
+    node = _Node("exit 1", tmp_path)
+
+    async def main():
+        instance = _instance(node, backoff_initial=0.2, stable_after=60)
+        instance.start()
+        await _until(lambda: instance.state == InstanceState.BACKOFF)
+        await instance.stop()
+        run = instance.run
+        await asyncio.sleep(0.4)  # longer than the backoff: nothing may start
+        return instance, run
+
+    instance, run = _run(main())
+    assert instance.state == InstanceState.STOPPED
+    assert instance.run == run
+    assert instance.desired == "stopped"
+
+
+def test_hello_gets_the_config_and_ready_means_running(tmp_path):
+    """The answer to hello is the current config; Ready promotes starting to running."""
+    node = _Node("exec sleep 30", tmp_path)
+
+    async def main():
+        instance = _instance(node)
+        instance.start()
+        assert instance.state == InstanceState.STARTING
+        instance.on_message(b"rid", Hello(instance="demo", run=1, pid=1))
+        instance.on_message(b"rid", Ready(instance="demo", run=1))
+        state = instance.state
+        await instance.stop()
+        return instance, state
+
+    _, state = _run(main())
+    assert state == InstanceState.RUNNING
+    assert node.sent[0][0] == b"rid"
+    assert node.sent[0][1].config == {"gain": 1}
+
+
+def test_live_config_is_applied_on_ack_and_kept_on_error(tmp_path):
+    """apply_config resolves by the program's ack or error for its sequence number."""
+    node = _Node("exec sleep 30", tmp_path)
+
+    async def main():
+        instance = _instance(node)
+        instance.start()
+        instance.on_message(b"rid", Hello(instance="demo", run=1, pid=1))
+
+        async def answer(message_type, **fields):
+            await _until(lambda: len(node.sent) >= 2 + answer.count)
+            seq = node.sent[-1][1].seq
+            instance.on_message(b"rid", message_type(instance="demo", run=1, seq=seq, **fields))
+            answer.count += 1
+
+        answer.count = 0
+        ok = asyncio.gather(instance.apply_config({"gain": 2}), answer(ConfigAck))
+        result, _ = await ok
+        refused = asyncio.gather(
+            instance.apply_config({"gain": -1}),
+            answer(ConfigError, message="gain must be > 0"),
+            return_exceptions=True,
+        )
+        error, _ = await refused
+        config = instance.config
+        await instance.stop()
+        return result, error, config
+
+    result, error, config = _run(main())
+    assert result.applied == "live"
+    assert result.seq == 1
+    assert "refused the config: gain must be > 0" in error.message
+    assert config == {"gain": 2}
