@@ -56,7 +56,7 @@ class Supervisor:
         self._records: dict[str, InstanceRecord] = {}  # what each instance was created with
         self._guard: subprocess.Popen[bytes] | None = None
         self._watch: asyncio.Task[None] | None = None
-        self._loading = False
+        self._batch = False  # True while many changes are made: save once at the end
         self.stale_messages = 0
 
     # -- start and stop ----------------------------------------------------------------------
@@ -73,14 +73,14 @@ class Supervisor:
             close_fds=True,
             start_new_session=True,
         )
-        self._loading = True
+        self._batch = True
         try:
             for record in self._store.load():
                 self._add(record)
             for entry in self.registry.entries():
                 self._add_permanent(entry.name)
         finally:
-            self._loading = False
+            self._batch = False
         self._save()
         for instance in self._instances.values():
             if instance.desired == "running":
@@ -102,12 +102,17 @@ class Supervisor:
                 await self._watch
             except asyncio.CancelledError:
                 pass
-        running = [i for i in self._instances.values() if i.process is not None]
-        # Shutting down is not an operator's stop: keep the desired state for the next start.
-        desired = {i.name: i.desired for i in running}
-        await asyncio.gather(*(i.stop() for i in running), return_exceptions=True)
-        for instance in running:
-            instance.desired = desired[instance.name]
+        # Shutting down is not an operator's stop: every instance stops (backoff timers too, so
+        # nothing starts during the shutdown) but keeps its desired state for the next start.
+        instances = list(self._instances.values())
+        desired = {i.name: i.desired for i in instances}
+        self._batch = True
+        try:
+            await asyncio.gather(*(i.stop() for i in instances), return_exceptions=True)
+            for instance in instances:
+                instance.desired = desired[instance.name]
+        finally:
+            self._batch = False
         self._save()
         await self._control.close()
         await self.loghub.close()
@@ -276,7 +281,7 @@ class Supervisor:
         return instance
 
     def _save(self) -> None:
-        if self._loading:
+        if self._batch:
             return
         self._store.save(
             [
