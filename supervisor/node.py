@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import socket
 import subprocess
@@ -56,6 +57,7 @@ class Supervisor:
         self._records: dict[str, InstanceRecord] = {}  # what each instance was created with
         self._guard: subprocess.Popen[bytes] | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._lock_fd: int | None = None
         self._batch = False  # True while many changes are made: save once at the end
         self.stale_messages = 0
 
@@ -64,6 +66,7 @@ class Supervisor:
     async def start(self) -> None:
         """Bind the channels, start the guard, bring back the desired state, watch the registry."""
         self.settings.registry.mkdir(parents=True, exist_ok=True)
+        self._lock_state_dir()
         self.registry.scan()
         await self.loghub.start(self._ctx, self.settings.control_host)
         await self._control.start(self.settings.control_host)
@@ -94,6 +97,24 @@ class Supervisor:
             logs=self.loghub.log_url,
         )
 
+    def _lock_state_dir(self) -> None:
+        """Refuse to share a state folder with a running supervisor: nothing may run twice."""
+        assert self.settings.state_dir is not None
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.settings.state_dir / "supervisor.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ConflictError(
+                f"another supervisor (pid {holder}) is using {self.settings.state_dir}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
     async def close(self) -> None:
         """Stop every instance (gracefully, in parallel) and release everything."""
         if self._watch is not None:
@@ -121,6 +142,8 @@ class Supervisor:
             assert self._guard.stdin is not None
             self._guard.stdin.close()
             await asyncio.to_thread(self._guard.wait, 5)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock
         log.info("supervisor_stopped")
 
     def kill_all(self) -> None:

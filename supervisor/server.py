@@ -12,6 +12,7 @@ import uvicorn
 
 from .api import create_app
 from .audit import AuditLog
+from .errors import SupervisorError
 from .logconfig import configure_logging
 from .node import Supervisor
 from .settings import Settings
@@ -60,12 +61,14 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None) -> None
     )
     server = _Server(config)
     server.supervisor = supervisor
+    # Bind the API first: a port in use must stop us before any instance has started.
+    sockets = [config.bind_socket()]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.on_signal)
     await supervisor.start()
     try:
-        await server.serve()
+        await server.serve(sockets=sockets)
     finally:
         await supervisor.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -75,8 +78,12 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None) -> None
 def serve(settings: Settings) -> int:
     """Run until SIGINT or SIGTERM; returns the process exit code."""
     configure_logging(settings.log_format)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(run(settings))
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(run(settings))
+    except SupervisorError as exc:
+        log.error("supervisor_not_started", reason=exc.message)
+        return 1
     return 0
 
 

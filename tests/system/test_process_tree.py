@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 
 import pytest
 
-from tests.support import pid_alive, wait_for
+from tests.support import free_port, pid_alive, wait_for
 
 from .conftest import shell
 
@@ -76,3 +78,36 @@ def test_graceful_shutdown_stops_instances_but_keeps_them_desired(start_supervis
     pid = sup.wait_state("idle", "running")["pid"]
     assert sup.stop() == 0
     assert not pid_alive(pid)
+
+
+def test_a_second_supervisor_on_the_same_state_refuses_to_start(
+    start_supervisor, write_entry, tmp_path
+):
+    """Two supervisors never share a state folder: the second exits 1 and starts nothing."""
+    write_entry("idle.json", '{"program": "idle.sh", "permanent": true}')
+    write_entry("idle.sh", shell("exec sleep 600"), executable=True)
+    first = start_supervisor()
+    pid = first.wait_state("idle", "running")["pid"]
+    second = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "supervisor.cli",
+            "serve",
+            "--registry",
+            str(first.registry),
+            "--state-dir",
+            str(first.state_dir),
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode == 1
+    assert f"is using {first.state_dir}" in second.stderr
+    assert "sleep 600" not in second.stderr
+    info = first.instance("idle")
+    assert info["pid"] == pid
+    assert info["run"] == 1
