@@ -143,3 +143,27 @@ def test_killed_pipeline_is_restarted_and_flows_again(camera_and_pipeline):
     assert after["exit_signal"] == "SIGKILL"
     assert after["stream"] == before["stream"]
     _receive(after["stream"], 2)
+
+
+def test_a_restarted_camera_feeds_the_same_pipeline_again(camera_and_pipeline):
+    """SIGKILL the camera: it comes back on its port and the running pipeline resumes."""
+    import os
+    import signal
+
+    sup = camera_and_pipeline
+    pipeline_before = sup.instance("centroid")
+    camera_before = sup.instance("cam")
+    os.kill(camera_before["pid"], signal.SIGKILL)
+    wait_for(
+        lambda: (i := sup.instance("cam"))["run"] == camera_before["run"] + 1 and i["ready"],
+        what="camera back",
+    )
+    before = sup.instance("centroid")["stats"]["messages_in"]
+    wait_for(
+        lambda: sup.instance("centroid")["stats"]["messages_in"] > before + 5,
+        what="pipeline input flowing again",
+    )
+    pipeline_after = sup.instance("centroid")
+    assert pipeline_after["run"] == pipeline_before["run"]
+    assert pipeline_after["pid"] == pipeline_before["pid"]
+    _receive(pipeline_after["stream"], 2)
