@@ -14,6 +14,7 @@ import pytest
 
 from supervisor.contract.bsread import BSREAD_TYPES, DecodeError, Decoder, Encoder, Message
 from supervisor.contract.bsread import compression as compression_module
+from tests.bsread_vectors import IOC_PULSE_ID, IOC_WAVEFORM, ioc_style_message
 
 
 def decode(frames: list[Any]) -> Message:
@@ -89,34 +90,11 @@ def test_compressed_data_header_hash_covers_the_bytes_as_sent() -> None:
 
 def test_ioc_style_compressed_data_header_decodes_with_defaults() -> None:
     """An IOC-style header omitting defaults, bitshuffle-compressed, decodes like an IOC's."""
-    header = json.dumps(
-        {
-            "htype": "bsr_d-1.1",
-            "channels": [
-                {"name": "Float64Scalar"},
-                {"name": "Int8Waveform", "type": "int8", "shape": [2048]},
-                {"name": "StringScalar", "type": "string"},
-            ],
-        },
-        separators=(",", ":"),
-    ).encode()
-    body = bitshuffle.compress_lz4(np.frombuffer(header, np.uint8), 8192).tobytes()
-    frame1 = struct.pack(">QI", len(header), 8192) + body
-    main = {
-        "htype": "bsr_m-1.1",
-        "hash": hashlib.md5(frame1).hexdigest(),
-        "pulse_id": 147196131823,
-        "global_timestamp": {"sec": 1471961318, "ns": 233131827},
-        "dh_compression": "bitshuffle_lz4",
-    }
-    waveform = (np.arange(2048) % 256 - 128).astype(np.int8)
-    stamp = struct.pack("<qq", 1471961318, 1)
-    frames = [json.dumps(main).encode(), frame1]
-    frames += [struct.pack("<d", 0.5), stamp, waveform.tobytes(), stamp, b"OK", stamp]
+    frames = ioc_style_message(0.5, "OK", ns=1)
     message = decode(frames)
-    assert message.pulse_id == 147196131823
+    assert message.pulse_id == IOC_PULSE_ID
     assert message.data["Float64Scalar"] == 0.5
-    np.testing.assert_array_equal(message.data["Int8Waveform"], waveform)
+    np.testing.assert_array_equal(message.data["Int8Waveform"], IOC_WAVEFORM)
     assert message.data["StringScalar"] == "OK"
     assert [c.type for c in message.channels] == ["float64", "int8", "string"]
 

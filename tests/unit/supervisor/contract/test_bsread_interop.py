@@ -7,22 +7,19 @@ has joined, and the comparison starts from the first message received.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import socket
-import struct
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from typing import Any
 
-import bitshuffle
 import numpy as np
 import pytest
 import zmq
 from bsread import BIND, PUB, PULL, PUSH, SUB, Sender, Source
 
 from supervisor.contract.bsread import Decoder, Encoder, Message
+from tests.bsread_vectors import ioc_style_message
 
 H, W = 40, 60
 N_MESSAGES = 6
@@ -194,30 +191,7 @@ def test_encoder_feeds_bsread_source_over_pub_sub(make_socket: SocketFactory) ->
 
 def test_ioc_style_message_decodes_the_same_in_bsread_and_ours(make_socket: SocketFactory) -> None:
     """A hand-written IOC-style message (defaults omitted, compressed header) reads alike."""
-    header = json.dumps(
-        {
-            "htype": "bsr_d-1.1",
-            "channels": [
-                {"name": "Float64Scalar"},
-                {"name": "Int8Waveform", "type": "int8", "shape": [2048]},
-                {"name": "StringScalar", "type": "string"},
-            ],
-        },
-        separators=(",", ":"),
-    ).encode()
-    body = bitshuffle.compress_lz4(np.frombuffer(header, np.uint8), 8192).tobytes()
-    frame1 = struct.pack(">QI", len(header), 8192) + body
-    main = {
-        "htype": "bsr_m-1.1",
-        "hash": hashlib.md5(frame1).hexdigest(),
-        "pulse_id": 147196131823,
-        "global_timestamp": {"sec": 1471961318, "ns": 233131827},
-        "dh_compression": "bitshuffle_lz4",
-    }
-    waveform = (np.arange(2048) % 256 - 128).astype(np.int8)
-    stamp = struct.pack("<qq", 1471961318, 233131827)
-    frames = [json.dumps(main, separators=(",", ":")).encode(), frame1]
-    frames += [struct.pack("<d", 0.25), stamp, waveform.tobytes(), stamp, "Zürich".encode(), stamp]
+    frames = ioc_style_message(0.25, "Zürich")
     ours = Decoder().decode(frames)
     assert ours is not None
     push, port = bind(make_socket, zmq.PUSH)
