@@ -25,9 +25,9 @@ _CACHE_SIZE: Final = 16
 class Decoder:
     """Decodes bsread messages, caching the parsed data header by its hash.
 
-    Frame 1 is re-parsed only when the main header's hash changes; the hash is never verified
-    (some PSI producers hash the uncompressed JSON). When the hash is empty, frame 1's bytes serve
-    as the cache key instead.
+    Frame 1 is parsed only when it changes: the main header's hash picks the cached header and a
+    byte comparison confirms it. The hash itself is never verified (some PSI producers hash the
+    uncompressed JSON). When the hash is empty, frame 1's bytes serve as the cache key instead.
 
     Every malformed message raises `DecodeError` and should be dropped whole and counted. That
     includes a channel of an unknown type: PSI's Python receiver returns None for such a channel,
@@ -35,8 +35,8 @@ class Decoder:
     """
 
     def __init__(self) -> None:
-        self._headers: dict[str | bytes, DataHeader] = {}
-        self._current: str | bytes | None = None
+        self._headers: dict[str | bytes, tuple[bytes, DataHeader]] = {}
+        self._current: DataHeader | None = None
 
     def reset(self) -> None:
         """Forget cached data headers, e.g. after reconnecting to another stream."""
@@ -74,13 +74,19 @@ class Decoder:
         pulse_id, global_timestamp, hash_, dh_compression = main
         if len(buffers) < 2:
             raise DecodeError(f"bsread data message with {len(buffers)} frame(s)")
-        key: str | bytes = hash_ or bytes(buffers[1])
-        header = self._headers.get(key)
-        if header is None:
-            header = parse_data_header(buffers[1], dh_compression)
-            if len(self._headers) >= _CACHE_SIZE:
+        frame1 = buffers[1]
+        key: str | bytes = hash_ or bytes(frame1)
+        cached = self._headers.get(key)
+        # The hash is a cache key, not a proof: a frame 1 that differs under the same hash (a
+        # sender that forgot to change it, or a corrupted frame) is parsed again rather than
+        # read with a stale channel list. Comparing a few hundred bytes costs next to nothing.
+        if cached is not None and cached[0] == frame1:
+            header = cached[1]
+        else:
+            header = parse_data_header(frame1, dh_compression)
+            if cached is None and len(self._headers) >= _CACHE_SIZE:
                 del self._headers[next(iter(self._headers))]
-            self._headers[key] = header
+            self._headers[key] = (bytes(frame1), header)
         plans = header.plans
         if len(buffers) != 2 + 2 * len(plans):
             raise DecodeError(
@@ -99,8 +105,8 @@ class Decoder:
                 else _decode_timestamp(plan, buffers[index + 1], global_timestamp)
             )
             index += 2
-        format_changed = key != self._current
-        self._current = key
+        format_changed = header is not self._current
+        self._current = header
         return Message(
             pulse_id=pulse_id,
             global_timestamp=global_timestamp,

@@ -264,16 +264,44 @@ def test_shape_change_changes_the_hash() -> None:
     assert header_of(second)["channels"][0]["shape"] == [4]
 
 
-def test_decoder_reuses_the_cached_header_for_the_same_hash() -> None:
-    """Frame 1 is not re-parsed while the hash is unchanged, even if frame 1 differs."""
+def test_decoder_reuses_the_cached_header_for_the_same_hash_and_bytes() -> None:
+    """An unchanged frame 1 under an unchanged hash is not parsed again."""
     decoder = Decoder()
     frames = hand_made([{"name": "a"}], [struct.pack("<d", 1.5)])
-    assert decoder.decode(frames) is not None
-    frames[1] = b"not json at all"
-    message = decoder.decode(frames)
+    first = decoder.decode(frames)
+    second = decoder.decode(frames)
+    assert first is not None
+    assert second is not None
+    assert first.channels == second.channels
+    assert first.format_changed
+    assert not second.format_changed
+
+
+def test_a_corrupt_frame_1_under_the_same_hash_does_not_poison_the_cache() -> None:
+    """One corrupted data header is dropped; the stream's next good messages still decode."""
+    decoder = Decoder()
+    good = hand_made([{"name": "a"}], [struct.pack("<d", 1.5)])
+    assert decoder.decode(good) is not None
+    bad = [good[0], b"not json at all", *good[2:]]
+    with pytest.raises(DecodeError):
+        decoder.decode(bad)
+    message = decoder.decode(good)
     assert message is not None
     assert message.data["a"] == 1.5
     assert not message.format_changed
+
+
+def test_a_changed_frame_1_under_a_stale_hash_is_followed() -> None:
+    """A sender that changes the header but not the hash is read with the new header."""
+    decoder = Decoder()
+    first = hand_made([{"name": "a"}], [struct.pack("<d", 1.5)])
+    assert decoder.decode(first) is not None
+    renamed = hand_made([{"name": "b"}], [struct.pack("<d", 2.5)])
+    renamed[0] = first[0]  # the old main header, hash included
+    message = decoder.decode(renamed)
+    assert message is not None
+    assert message.data == {"b": 2.5}
+    assert message.format_changed
 
 
 def test_zero_copy_encode_shares_memory_with_the_source_array() -> None:
