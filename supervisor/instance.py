@@ -302,9 +302,10 @@ class Instance:
 
     # -- view --------------------------------------------------------------------------------
 
-    def info_json(self, logs: dict[str, int]) -> bytes:
-        """``info()`` with the log counters as JSON, re-rendered only when something changed."""
-        key = (logs["received"], logs["stored"], logs["dropped"], logs["evicted"])
+    def info_json(self, logs: tuple[int, int, int, int]) -> bytes:
+        """``info()`` with the log counters (received, stored, dropped, evicted) as JSON,
+        re-rendered only when something changed."""
+        key = logs
         if self._json_key != key:
             info = self.info()
             info.logs = LogStats.model_construct(

@@ -291,6 +291,13 @@ class LogHub:
         ring = self._logs.get(instance)
         return [] if ring is None else ring.tail(n, since_seq)
 
+    def counters(self, instance: str) -> tuple[int, int, int, int]:
+        """(received, stored, dropped, evicted): the cheap subset ``stats`` has, for listings."""
+        ring = self._logs.get(instance)
+        if ring is None:
+            return (0, 0, 0, 0)
+        return (ring.received, ring.stored, ring.dropped, ring.evicted)
+
     def stats(self, instance: str) -> dict[str, int]:
         """The instance's counters (all zero for an unknown instance)."""
         ring = self._logs.get(instance)

@@ -330,7 +330,7 @@ class Supervisor:
     def list_instances_json(self) -> bytes:
         """``list_instances`` as a JSON array, from per-instance caches."""
         parts = [
-            self._instances[name].info_json(self.loghub.stats(name))
+            self._instances[name].info_json(self.loghub.counters(name))
             for name in sorted(self._instances)
         ]
         return b"[" + b",".join(parts) + b"]"
