@@ -35,6 +35,9 @@ class RunnerOptions(StrictModel):
     """Input messages ZMQ may queue (RCVHWM of DATA); small keeps latency bounded."""
     output_queue_size: int = 10
     """Output messages ZMQ may queue (SNDHWM of OUTPUT) before it drops (PUB) or refuses (PUSH)."""
+    output_wait: float = 1.0
+    """PUSH only: seconds to wait for a connected peer (a writer, a buffer) to take a message
+    before dropping it; 0 never waits. With no peer connected nothing waits: never frozen."""
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RunnerOptions:
@@ -59,4 +62,8 @@ class RunnerOptions(StrictModel):
         for key in ("queue_size", "output_queue_size"):
             if getattr(options, key) < 1:
                 raise OptionError(f"invalid runner option {key}={own[key]!r}: must be at least 1")
+        if options.output_wait < 0:
+            raise OptionError(
+                f"invalid runner option output_wait={own['output_wait']!r}: must be >= 0"
+            )
         return options

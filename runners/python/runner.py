@@ -9,7 +9,7 @@ from typing import Any
 
 import zmq
 
-from supervisor.contract import ContractEnv, ExitCode, ProgramChannels
+from supervisor.contract import ContractEnv, ExitCode, ProgramChannels, SocketMode
 from supervisor.contract.bsread import DecodeError, Decoder, Encoder
 
 from .config import ConfigRefused, Configurator
@@ -233,9 +233,20 @@ class Runner:
         if self._output is None:
             return
         frames = self._encoder.encode(values, pulse_id, timestamp)
+        output = self._output
+        if (
+            self.env.output_mode == SocketMode.PUSH
+            and self.options.output_wait > 0
+            and self._monitor is not None
+            and self._monitor.clients
+            and not output.poll(0, zmq.POLLOUT)
+        ):
+            # A connected consumer is lossless: wait for it (bounded, so config and status
+            # still flow). With no consumer nothing waits (CamServer's frozen PUSH pipeline).
+            output.poll(int(self.options.output_wait * 1000), zmq.POLLOUT)
         try:
-            self._output.send_multipart(frames, zmq.NOBLOCK, copy=False)
-        except zmq.Again:  # a PUSH with no peer able to take it: never block the loop
+            output.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
             self.stats.output_drops += 1
             return
         self.stats.messages_out += 1

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 
 import numpy as np
 import pytest
+import zmq
 from conftest import REPO, FakeSupervisor
 
 from builtin_pipelines.camera_simulation import generate
@@ -261,6 +263,34 @@ def test_push_output_without_peer_drops_instead_of_blocking(supervisor: FakeSupe
     assert status.clients == 0
     later = supervisor.status_where(lambda s: s is not status)
     assert later.last_pulse_id == 19
+
+
+def test_push_output_with_a_slow_consumer_waits_instead_of_dropping(
+    supervisor: FakeSupervisor,
+) -> None:
+    """A connected PUSH consumer (a writer) gets every output message: backpressure, no drops."""
+    supervisor.start(PASSTHROUGH, output_mode=SocketMode.PUSH)
+    supervisor.handshake({"output_queue_size": 1})
+    output = supervisor.connect_output()
+    output.setsockopt(zmq.RCVHWM, 1)
+    supervisor.prime({"image": make_image(), "value": 1.0})
+    supervisor.status_where(lambda s: s.clients == 1)
+    # 8 MB frames: far more than the socket buffers hold, so the runner really has to wait.
+    big = np.zeros((2048, 2048), dtype=np.uint16)
+    feeder = threading.Thread(
+        target=lambda: [supervisor.send({"image": big, "value": 1.0}, p) for p in range(100, 112)],
+        daemon=True,
+    )
+    feeder.start()
+    received = []
+    while not received or received[-1] < 111:
+        time.sleep(0.1)  # a slow consumer: the runner must wait for it, not drop
+        received.append(supervisor.receive().pulse_id)
+    feeder.join(10)
+    status = supervisor.status_where(lambda s: s.last_pulse_id == 111)
+    assert status.output_drops == 0
+    assert status.messages_out + status.drops == status.messages_in
+    assert received == sorted(received)
 
 
 def test_sigterm_stops_the_runner_with_exit_code_zero(supervisor: FakeSupervisor) -> None:
