@@ -84,7 +84,9 @@ class Feeder(threading.Thread):
                     self.sent += 1
                     pulse_id += 1
                     break
-        self.sock.close(linger=0)
+        # A linger, not 0: closing with half of a multipart message sent makes libzmq 4.3.5
+        # abort the process (session_base.cpp:233); the sink still drains while we close.
+        self.sock.close(linger=2000)
 
 
 class Sink(threading.Thread):
@@ -205,9 +207,9 @@ def run_phase(
         t1, sent1 = time.monotonic(), feeder.sent
         cpu1 = _thread_cpu(mproc) if mproc else (0.0, 0.0)
         frames, skipped = sink.window(t0, t1)
-        feeder.halt.set()
-        sink.halt.set()
+        feeder.halt.set()  # the feeder first, while the sink still drains what is in flight
         feeder.join(5)
+        sink.halt.set()
         sink.join(5)
         return {
             "seconds": t1 - t0,
@@ -220,8 +222,9 @@ def run_phase(
             "short": sink.short,
         }
     finally:
-        # Our sockets go first: libzmq 4.3.5 aborts (session_base.cpp:233, clean_pipes) when a
-        # peer resets the connection while a session holds half of a multipart message.
+        # Our sockets go first, the feeder before the sink: libzmq 4.3.5 aborts
+        # (session_base.cpp:233, clean_pipes) when a session is torn down holding half of a
+        # multipart message.
         feeder.halt.set()
         for thread in (feeder, sink):
             if thread is None:

@@ -21,6 +21,7 @@ __all__ = ["Runner"]
 log = logging.getLogger("pipevisor.runner")
 
 _POLL_MS = 100  # how long the loop may sleep: bounds the reaction to a stop request
+_OUTPUT_LINGER_MS = 1000  # at exit, well inside the supervisor's SIGKILL grace
 _SOURCE_RESTART = 1.0  # seconds before a source whose generator raised is started again
 _CAMERA_CHANNELS = frozenset({"image", "x_axis", "y_axis"})
 
@@ -104,9 +105,13 @@ class Runner:
         """Close DATA and OUTPUT; the channels belong to the caller."""
         if self._monitor is not None:
             self._monitor.close()
-        for sock in (self._data, self._output):
-            if sock is not None:
-                sock.close(linger=0)
+        if self._data is not None:
+            self._data.close(linger=0)
+        if self._output is not None:
+            # Give a message still on its way a moment to finish: libzmq 4.3.5 aborts the
+            # process (session_base.cpp:233) when a socket is torn down with half of a
+            # multipart message sent.
+            self._output.close(linger=_OUTPUT_LINGER_MS)
         self._data = self._output = self._monitor = None
 
     # -- the two loops ----------------------------------------------------------------------
