@@ -15,14 +15,16 @@ import os
 import signal
 import sys
 
-__all__ = ["SESSION_VAR", "kill_session", "main"]
+__all__ = ["SESSION_VAR", "kill_run", "kill_session", "main"]
 
 SESSION_VAR = "PIPEVISOR_SESSION"
 
 
-def _session_pids(token: str) -> list[int]:
-    """Pids of processes whose environment holds ``PIPEVISOR_SESSION=token``."""
-    needle = f"{SESSION_VAR}={token}".encode() + b"\0"
+def _session_pids(token: str, *extra: str) -> list[int]:
+    """Pids of processes whose environment holds ``PIPEVISOR_SESSION=token`` (and ``extra``
+    variables, written ``NAME=value``)."""
+    needles = [b"\0" + f"{SESSION_VAR}={token}".encode() + b"\0"]
+    needles += [b"\0" + item.encode() + b"\0" for item in extra]
     me = os.getpid()
     found = []
     for name in os.listdir("/proc"):
@@ -30,12 +32,25 @@ def _session_pids(token: str) -> list[int]:
             continue
         try:
             with open(f"/proc/{name}/environ", "rb") as f:
-                env = f.read() + b"\0"
+                env = b"\0" + f.read() + b"\0"
         except OSError:
             continue
-        if needle in env or env.startswith(needle[:-1]):
+        if all(needle in env for needle in needles):
             found.append(int(name))
     return found
+
+
+def kill_run(token: str, instance: str, run: int) -> int:
+    """SIGKILL what is left of one run of an instance outside its process group (programs
+    that called setsid); returns the count. Scans /proc: call it off the event loop."""
+    killed = 0
+    for pid in _session_pids(token, f"PIPEVISOR_INSTANCE={instance}", f"PIPEVISOR_RUN={run}"):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+        except OSError:
+            pass
+    return killed
 
 
 def kill_session(token: str, pgids: set[int]) -> int:

@@ -22,7 +22,7 @@ from .contract import ContractEnv, SocketMode
 from .contract.messages import ConfigAck, ConfigError, Hello, Ready, Status
 from .control import ControlServer
 from .errors import ConflictError, InstanceNotFoundError, InvalidConfigError, InvalidEntryError
-from .guard import SESSION_VAR
+from .guard import SESSION_VAR, kill_run
 from .instance import Instance, InstanceHooks
 from .loghub import LogEntry, LogHub
 from .mergepatch import merge_patch
@@ -234,6 +234,16 @@ class Supervisor:
 
     def _exited(self, instance: Instance, process: ProgramProcess) -> None:
         self._guard_write(f"-{process.pgid}\n")
+        # The group is gone (the process killed it); what left the group with setsid is found
+        # by its environment, in a thread: the next run is not delayed by a /proc scan.
+        asyncio.get_running_loop().run_in_executor(
+            None, self._kill_escapees, instance.name, instance.run
+        )
+
+    def _kill_escapees(self, name: str, run: int) -> None:
+        killed = kill_run(self.session, name, run)
+        if killed:
+            log.warning("instance_escapees_killed", instance=name, run=run, processes=killed)
 
     def _guard_write(self, line: str) -> None:
         if self._guard is not None and self._guard.stdin is not None:

@@ -63,24 +63,34 @@ def test_shell_script_runs_and_its_output_becomes_logs(start_supervisor, write_e
 
 
 def test_stop_sends_sigterm_to_the_group_and_reports_it(start_supervisor, write_entry):
-    """Stop ends the script and its children; the API shows stopped and why."""
-    write_entry("tree.sh", shell("sleep 600 &\necho child $!\nwait"), executable=True)
+    """Stop ends the script, its children, and a child that left the group with setsid."""
+    script = "sleep 600 &\necho child $!\nsetsid sleep 600 &\necho escaped $!\nwait"
+    write_entry("tree.sh", shell(script), executable=True)
     sup = start_supervisor()
     _create(sup, "tree", "tree")
     sup.wait_state("tree", "running")
-    line = wait_for(
-        lambda: next((m for m in _log_messages(sup, "tree") if m.startswith("child ")), None),
-        what="child pid line",
-    )
-    child = int(line.split()[1])
-    assert pid_alive(child)
+
+    def pids():
+        found = {
+            m.split()[0]: int(m.split()[1])
+            for m in _log_messages(sup, "tree")
+            if m.split()[0] in ("child", "escaped")
+        }
+        return found if len(found) == 2 else None
+
+    children = wait_for(pids, what="child pid lines")
+    assert all(pid_alive(p) for p in children.values())
     response = sup.api("POST", "/instances/tree/stop")
     assert response.status_code == 200, response.text
     info = response.json()
     assert info["state"] == "stopped"
     assert info["exit_signal"] == "SIGTERM"
     assert "stopped on request" in info["reason"]
-    wait_for(lambda: not pid_alive(child), timeout=5, what="grandchild gone")
+    wait_for(
+        lambda: not any(pid_alive(p) for p in children.values()),
+        timeout=5,
+        what=f"children {children} gone",
+    )
 
 
 def test_sigterm_ignoring_program_is_killed_after_the_grace_period(start_supervisor, write_entry):
