@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,7 +19,7 @@ import psutil
 
 T = TypeVar("T")
 
-__all__ = ["SupervisorProcess", "free_port", "pid_alive", "wait_for"]
+__all__ = ["SupervisorProcess", "free_port", "pid_alive", "run", "wait_for", "wait_until"]
 
 
 def wait_for(
@@ -44,6 +45,24 @@ def wait_for(
                 f"timed out after {timeout} s waiting for {what}; last seen: {last!r}"
             )
         time.sleep(interval)
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+    """Run a coroutine on a fresh event loop, failing after ``timeout`` seconds."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def wait_until(
+    predicate: Callable[[], bool],
+    what: Callable[[], object] = lambda: None,
+    timeout: float = 10.0,
+) -> None:
+    """The async ``wait_for``: poll ``predicate`` on the loop; at the deadline show ``what()``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; last seen: {what()}")
+        await asyncio.sleep(0.002)
 
 
 def pid_alive(pid: int) -> bool:

@@ -13,6 +13,7 @@ from supervisor.instance import Instance, InstanceHooks
 from supervisor.process import ProgramProcess
 from supervisor.specs import EntrySpec, RestartPolicy
 from supervisor.views import InstanceState
+from tests.support import run, wait_until
 
 
 class _Node:
@@ -41,17 +42,6 @@ class _Node:
         )
 
 
-def _run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 30))
-
-
-async def _until(predicate, timeout=10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
-
-
 def _instance(node: _Node, **policy) -> Instance:
     spec = EntrySpec(program="x.sh", restart=RestartPolicy(**policy))
     return Instance("demo", "x", spec, {"gain": 1}, node.hooks(start_seconds=0.2, config_timeout=1))
@@ -72,7 +62,7 @@ def test_quick_exits_back_off_exponentially_until_the_crash_loop_limit(tmp_path)
         return instance, reasons
 
     with capture_logs() as events:
-        instance, reasons = _run(main())
+        instance, reasons = run(main())
     assert reasons == [f"exited with code 5; restarting in {d} s" for d in ("0.01", "0.02", "0.04")]
     assert instance.run == 5
     assert instance.restarts == 4
@@ -89,15 +79,15 @@ def test_stop_during_backoff_cancels_the_restart(tmp_path):
     async def main():
         instance = _instance(node, backoff_initial=0.2, stable_after=60)
         instance.start()
-        await _until(lambda: instance.state == InstanceState.BACKOFF)
+        await wait_until(lambda: instance.state == InstanceState.BACKOFF)
         await instance.stop()
-        run = instance.run
+        stopped_run = instance.run
         await asyncio.sleep(0.4)  # longer than the backoff: nothing may start
-        return instance, run
+        return instance, stopped_run
 
-    instance, run = _run(main())
+    instance, stopped_run = run(main())
     assert instance.state == InstanceState.STOPPED
-    assert instance.run == run
+    assert instance.run == stopped_run
     assert instance.desired == "stopped"
 
 
@@ -115,7 +105,7 @@ def test_hello_gets_the_config_and_ready_means_running(tmp_path):
         await instance.stop()
         return instance, state
 
-    _, state = _run(main())
+    _, state = run(main())
     assert state == InstanceState.RUNNING
     assert node.sent[0][0] == b"rid"
     assert node.sent[0][1].config == {"gain": 1}
@@ -131,7 +121,7 @@ def test_live_config_is_applied_on_ack_and_kept_on_error(tmp_path):
         instance.on_message(b"rid", Hello(instance="demo", run=1, pid=1))
 
         async def answer(message_type, **fields):
-            await _until(lambda: len(node.sent) >= 2 + answer.count)
+            await wait_until(lambda: len(node.sent) >= 2 + answer.count)
             seq = node.sent[-1][1].seq
             instance.on_message(b"rid", message_type(instance="demo", run=1, seq=seq, **fields))
             answer.count += 1
@@ -149,7 +139,7 @@ def test_live_config_is_applied_on_ack_and_kept_on_error(tmp_path):
         await instance.stop()
         return result, error, config
 
-    result, error, config = _run(main())
+    result, error, config = run(main())
     assert result.applied == "live"
     assert result.seq == 1
     assert "refused the config: gain must be > 0" in error.message

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,20 +15,7 @@ import zmq.asyncio
 
 from supervisor.contract import LogRecord, dump_message
 from supervisor.loghub import LogEntry, LogHub
-
-
-def run(coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def wait_until(
-    predicate: Callable[[], bool], what: Callable[[], object], timeout=10.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out; last seen: {what()}")
-        await asyncio.sleep(0.002)
+from tests.support import run, wait_until
 
 
 @asynccontextmanager

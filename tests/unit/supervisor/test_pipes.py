@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 from supervisor.loghub import LogHub
 from supervisor.logring import HOLD_LINES, InstanceLog
 from supervisor.pipes import PipeReader, RingSink
+from tests.support import run, wait_until
 
 
 class FakeSink:
@@ -40,20 +38,6 @@ class FakeSink:
 def reader(max_line_bytes: int = 8192) -> tuple[PipeReader, FakeSink]:
     sink = FakeSink()
     return PipeReader(-1, sink, max_line_bytes=max_line_bytes), sink
-
-
-def run(coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def wait_until(
-    predicate: Callable[[], bool], what: Callable[[], object], timeout=10.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out; last seen: {what()}")
-        await asyncio.sleep(0.002)
 
 
 def open_fds() -> set[str]:

@@ -9,11 +9,7 @@ import time
 from pathlib import Path
 
 from supervisor.process import ExitStatus, ProgramProcess, describe_exit
-from tests.support import pid_alive
-
-
-def _run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 20))
+from tests.support import pid_alive, run
 
 
 def _spawn(script: str, exits: list, tmp_path: Path) -> ProgramProcess:
@@ -40,7 +36,7 @@ def test_exit_is_noticed_without_polling(tmp_path):
         _close_pipes(process)
         return status, exits, process
 
-    status, exits, process = _run(main())
+    status, exits, process = run(main())
     assert status == ExitStatus(code=3, signal=None)
     assert len(exits) == 1
     assert exits[0][1] == status
@@ -66,7 +62,7 @@ def test_terminate_stops_the_whole_group(tmp_path):
         _close_pipes(process)
         return child, status, killed
 
-    child, status, killed = _run(main())
+    child, status, killed = run(main())
     assert status.signal_name == "SIGTERM"
     assert not killed
     assert not pid_alive(child)
@@ -89,7 +85,7 @@ def test_a_program_ignoring_sigterm_is_killed_after_the_grace(tmp_path):
         _close_pipes(process)
         return result
 
-    status, killed = _run(main())
+    status, killed = run(main())
     assert killed
     assert status.signal == signal.SIGKILL
     assert describe_exit(status) == "killed by SIGKILL"
