@@ -19,8 +19,8 @@ from supervisor.api import create_app
 from supervisor.cli import CliError, format_table, main, parse_assignments
 from supervisor.cli.client import error_detail
 from supervisor.settings import Settings
+from tests.fake_supervisor import TOKEN, UPLOAD_LIMIT, FakeSupervisor
 from tests.support import free_port, wait_for
-from tests.unit.supervisor.api.conftest import TOKEN, UPLOAD_LIMIT, FakeSupervisor, add_camera_entry
 
 
 @dataclass
@@ -65,15 +65,6 @@ def _stop(live: LiveServer) -> None:
     live.server.should_exit = True
     live.thread.join(timeout=10)
     assert not live.thread.is_alive(), "uvicorn did not stop"
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> FakeSupervisor:
-    """A fake supervisor with the valid entry ``camera`` and the broken entry ``broken``."""
-    sup = FakeSupervisor(tmp_path)
-    add_camera_entry(sup)
-    sup.registry.files["broken.json"] = b'{"builtin": 3}'
-    return sup
 
 
 @pytest.fixture

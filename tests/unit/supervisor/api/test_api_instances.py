@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from supervisor.views import InstanceState
-from tests.unit.supervisor.api.conftest import FakeSupervisor
+from tests.fake_supervisor import FakeSupervisor
 
 API = "/api/v1"
 

@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.unit.supervisor.api.conftest import FakeSupervisor
+from tests.fake_supervisor import FakeSupervisor
 
 API = "/api/v1"
 

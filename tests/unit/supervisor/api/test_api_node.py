@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
 from supervisor import __version__
-from tests.unit.supervisor.api.conftest import FakeSupervisor
+from tests.fake_supervisor import FakeSupervisor
 
 
 def test_health_answers_ok_with_version_and_uptime(client: TestClient) -> None:

@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.unit.supervisor.api.conftest import UPLOAD_LIMIT, FakeSupervisor
+from tests.fake_supervisor import UPLOAD_LIMIT, FakeSupervisor
 
 API = "/api/v1"
 

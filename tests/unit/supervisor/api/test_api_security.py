@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from supervisor.api import create_app
 from supervisor.api.auth import AUDIT_BODY_LIMIT, token_matches
 from supervisor.audit import AuditLog
-from tests.unit.supervisor.api.conftest import TOKEN, FakeSupervisor
+from tests.fake_supervisor import TOKEN, FakeSupervisor
 
 API = "/api/v1"
 GOOD = {"Authorization": f"Bearer {TOKEN}"}
