@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterable
 
 __all__ = ["SESSION_VAR", "kill_run", "kill_session", "main"]
 
@@ -40,36 +41,31 @@ def _session_pids(token: str, *extra: str) -> list[int]:
     return found
 
 
-def kill_run(token: str, instance: str, run: int) -> int:
-    """SIGKILL what is left of one run of an instance outside its process group (programs
-    that called setsid); returns the count. Scans /proc: call it off the event loop."""
+def _kill(kill: Callable[[int, int], None], ids: Iterable[int]) -> int:
+    """SIGKILL each id with ``kill`` (os.kill or os.killpg); returns how many were there."""
     killed = 0
-    for pid in _session_pids(token, f"PIPEVISOR_INSTANCE={instance}", f"PIPEVISOR_RUN={run}"):
+    for ident in ids:
         try:
-            os.kill(pid, signal.SIGKILL)
+            kill(ident, signal.SIGKILL)
             killed += 1
         except OSError:
             pass
     return killed
 
 
+def kill_run(token: str, instance: str, run: int) -> int:
+    """SIGKILL what is left of one run of an instance outside its process group (programs
+    that called setsid); returns the count. Scans /proc: call it off the event loop."""
+    extra = (f"PIPEVISOR_INSTANCE={instance}", f"PIPEVISOR_RUN={run}")
+    return _kill(os.kill, _session_pids(token, *extra))
+
+
 def kill_session(token: str, pgids: set[int]) -> int:
     """SIGKILL the process groups, then any process of the session left; returns the count."""
-    killed = 0
-    for pgid in pgids:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-            killed += 1
-        except OSError:
-            pass
+    killed = _kill(os.killpg, pgids)
     # Two passes: a process forking while we scan is caught by the second.
     for _ in range(2):
-        for pid in _session_pids(token):
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except OSError:
-                pass
+        killed += _kill(os.kill, _session_pids(token))
     return killed
 
 
