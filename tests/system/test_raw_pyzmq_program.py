@@ -32,6 +32,8 @@ def log(message, **fields):
     logs.send_json({"kind": "log", "instance": name, "run": run, "time": time.time(),
                     "level": "info", "logger": "raw", "message": message, "fields": fields})
 
+control.send(b"not a contract message")  # counted and ignored by the supervisor
+control.send_json({"kind": "status", "instance": name, "run": run + 99})  # a stale run: ignored
 send("hello", pid=os.getpid(), program="raw-pyzmq-test")
 update = control.recv_json()
 config = update["config"]
@@ -56,7 +58,8 @@ while True:
 
 
 def test_raw_program_gets_config_acks_updates_and_logs(start_supervisor, write_entry):
-    """Hello gets the config; PATCH is acked live; a refusal is a 422 quoting the program."""
+    """Hello gets the config; PATCH is acked live; a refusal is a 422 quoting the program;
+    malformed and stale CONFIG messages are counted and ignored."""
     write_entry("raw", PROGRAM, executable=True)
     sup = start_supervisor()
     response = sup.api(
@@ -83,6 +86,10 @@ def test_raw_program_gets_config_acks_updates_and_logs(start_supervisor, write_e
     assert refused.status_code == 422
     assert "threshold must be >= 0, got -1" in refused.json()["detail"]
     assert sup.instance("raw")["config"] == {"threshold": 9}
+
+    node = sup.api("GET", "/node").json()
+    assert node["malformed_control_messages"] >= 1
+    assert node["stale_messages"] >= 1
 
     stats = wait_for(
         lambda: (s := sup.instance("raw")["stats"])["messages_out"] > 0 and s, what="status"
