@@ -38,6 +38,8 @@ __all__ = ["Supervisor"]
 
 log = structlog.get_logger(__name__)
 
+_ESCAPEE_SCAN_DELAY = 0.2  # seconds after a run ended
+
 
 class Supervisor:
     """Owns every instance of this node and the sockets they talk to."""
@@ -235,9 +237,16 @@ class Supervisor:
     def _exited(self, instance: Instance, process: ProgramProcess) -> None:
         self._guard_write(f"-{process.pgid}\n")
         # The group is gone (the process killed it); what left the group with setsid is found
-        # by its environment, in a thread: the next run is not delayed by a /proc scan.
-        asyncio.get_running_loop().run_in_executor(
-            None, self._kill_escapees, instance.name, instance.run
+        # by its environment, in a thread, and a little later: the /proc scan must not compete
+        # with the next run's spawn for the GIL (it only matches this run's number).
+        loop = asyncio.get_running_loop()
+        loop.call_later(
+            _ESCAPEE_SCAN_DELAY,
+            loop.run_in_executor,
+            None,
+            self._kill_escapees,
+            instance.name,
+            instance.run,
         )
 
     def _kill_escapees(self, name: str, run: int) -> None:
