@@ -84,12 +84,12 @@ class Supervisor:
                 self._add(record)
             for entry in self.registry.entries():
                 self._add_permanent(entry.name)
+            for instance in self._instances.values():
+                if instance.desired == "running":
+                    instance.start()
         finally:
             self._batch = False
         self._save()
-        for instance in self._instances.values():
-            if instance.desired == "running":
-                instance.start()
         self._watch = asyncio.create_task(self.registry.watch(self._on_registry_change))
         log.info(
             "supervisor_started",

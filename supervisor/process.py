@@ -84,16 +84,13 @@ class ProgramProcess:
                 process_group=0,
             )
         except BaseException:
-            for fd in (out_r, out_w, err_r, err_w):
-                os.close(fd)
+            os.close(out_r)
+            os.close(err_r)
             raise
         finally:
             # Only the child keeps the write ends: EOF on the read ends means all writers are gone.
-            for fd in (out_w, err_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+            os.close(out_w)
+            os.close(err_w)
         self.pid = self._popen.pid
         self.pgid = self.pid
         self.started = time.time()

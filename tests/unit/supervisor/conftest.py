@@ -1,4 +1,4 @@
-"""Fixtures shared by the unit tests of the API and of the CLI."""
+"""Fixtures shared by the unit tests of the supervisor."""
 
 from __future__ import annotations
 
@@ -16,3 +16,11 @@ def fake(tmp_path: Path) -> FakeSupervisor:
     add_camera_entry(sup)
     sup.registry.files["broken.json"] = b'{"builtin": 3}'
     return sup
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """An empty registry folder."""
+    folder = tmp_path / "registry"
+    folder.mkdir()
+    return folder

@@ -21,13 +21,6 @@ RUNNER = ["-u", "-m", "runners.python"]
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    folder = tmp_path / "registry"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def registry(root: Path) -> Registry:
     return Registry(root, python="/opt/py")
 

@@ -23,13 +23,6 @@ from supervisor.registry import EntryKind, Registry
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    folder = tmp_path / "registry"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
 def registry(root: Path) -> Registry:
     return Registry(root, max_upload_bytes=1000)
 
