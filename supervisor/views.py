@@ -49,6 +49,7 @@ class InstanceStats(StrictModel):
     processing_time_max: float = Field(0.0, description="Longest processing time, s.")
     clients: int | None = Field(None, description="Peers connected to the output.")
     last_pulse_id: int | None = Field(None, description="Last pulse id handled.")
+    last_error: str | None = Field(None, description="The program's last processing error.")
     rate_in: float = Field(0.0, description="Input messages per second.")
     rate_out: float = Field(0.0, description="Output messages per second.")
     updated: float | None = Field(None, description="Unix time of the last Status message.")

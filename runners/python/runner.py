@@ -23,7 +23,9 @@ log = logging.getLogger("pipevisor.runner")
 _POLL_MS = 100  # how long the loop may sleep: bounds the reaction to a stop request
 _OUTPUT_LINGER_MS = 1000  # at exit, well inside the supervisor's SIGKILL grace
 _SOURCE_RESTART = 1.0  # seconds before a source whose generator raised is started again
-_CAMERA_CHANNELS = frozenset({"image", "x_axis", "y_axis"})
+# A camera's own channels: the arguments of process_image; the others are its ``bsdata``.
+_CAMERA_CHANNELS = frozenset({"image", "x_axis", "y_axis", "timestamp", "width", "height"})
+_ERROR_KEY = "processing_error"  # CamServer's flag for a frame sent on despite an error
 
 
 def _nbytes(frames: list[Any]) -> int:
@@ -62,6 +64,7 @@ class Runner:
         )
         self._next_status = 0.0
         self._error_report = RateLimit()
+        self._flagged_report = RateLimit()
         self._malformed_report = RateLimit()
 
     def request_stop(self) -> None:
@@ -138,8 +141,8 @@ class Runner:
                     continue
                 try:
                     frames = iter(generate(self.configurator.parameters))
-                except Exception:
-                    code = self._processing_error("starting the source failed")
+                except Exception as exc:
+                    code = self._processing_error("starting the source failed", exc)
                     if code is not None:
                         return code
                     restart_at = time.monotonic() + _SOURCE_RESTART
@@ -151,9 +154,9 @@ class Runner:
             except StopIteration:
                 log.info("the source has finished")
                 return ExitCode.OK
-            except Exception:
+            except Exception as exc:
                 frames = None
-                code = self._processing_error("the source failed; restarting it")
+                code = self._processing_error("the source failed; restarting it", exc)
                 if code is not None:
                     return code
                 restart_at = time.monotonic() + _SOURCE_RESTART
@@ -165,8 +168,8 @@ class Runner:
                 values, pulse_id, timestamp = item
                 self.stats.last_pulse_id = pulse_id
                 self._send(values, pulse_id, timestamp)
-            except Exception:
-                code = self._processing_error("cannot send what the source yielded")
+            except Exception as exc:
+                code = self._processing_error("cannot send what the source yielded", exc)
                 if code is not None:
                     return code
         return ExitCode.OK
@@ -226,11 +229,29 @@ class Runner:
                 result = self.code.function(data, pulse_id, timestamp, parameters)
             self.stats.processed(time.perf_counter() - start)
             self.stats.last_pulse_id = pulse_id
+            flagged = parameters.get(_ERROR_KEY)
+            if flagged:
+                self._flagged(flagged, pulse_id)
             if result is not None:
                 self._send(result, pulse_id, timestamp)
-        except Exception:
-            return self._processing_error(f"processing pulse {pulse_id} failed")
+        except Exception as exc:
+            return self._processing_error(f"processing pulse {pulse_id} failed", exc)
         return None
+
+    def _flagged(self, error: object, pulse_id: int) -> None:
+        """The function went on despite an error it put in ``parameters["processing_error"]``
+        (CamServer's ``notify_on_error``): count it and show it, but the stream goes on."""
+        self.stats.errors += 1
+        self.stats.last_error = str(error)[:2000]
+        if self._flagged_report.due():
+            count = self._flagged_report.take()
+            log.warning(
+                "pulse %d sent flagged with processing_error: %s%s",
+                pulse_id,
+                error,
+                f" ({count - 1} more flagged frames since the last report)" if count > 1 else "",
+                extra={"errors": self.stats.errors},
+            )
 
     def _send(self, values: Mapping[str, Any], pulse_id: int, timestamp: Any) -> None:
         if not isinstance(values, Mapping):
@@ -257,8 +278,9 @@ class Runner:
         self.stats.messages_out += 1
         self.stats.bytes_out += _nbytes(frames)
 
-    def _processing_error(self, what: str) -> int | None:
+    def _processing_error(self, what: str, exc: BaseException | None = None) -> int | None:
         self.stats.errors += 1
+        self.stats.last_error = f"{what}: {type(exc).__name__}: {exc}"[:2000] if exc else what
         if self.options.abort_on_error:
             log.error("%s; aborting (abort_on_error)", what, exc_info=True)
             return ExitCode.PROCESSING_ERROR

@@ -19,6 +19,7 @@ class Stats:
         "bytes_out",
         "drops",
         "errors",
+        "last_error",
         "last_pulse_id",
         "malformed",
         "messages_in",
@@ -36,6 +37,7 @@ class Stats:
         self.errors = 0
         self.malformed = 0
         self.last_pulse_id: int | None = None
+        self.last_error: str | None = None
         self._time_sum = 0.0
         self._time_count = 0
         self._time_max = 0.0
@@ -59,6 +61,7 @@ class Stats:
             "errors": self.errors,
             "malformed": self.malformed,
             "last_pulse_id": self.last_pulse_id,
+            "last_error": self.last_error,
             "processing_time_avg": self._time_sum / self._time_count if self._time_count else 0.0,
             "processing_time_max": self._time_max,
         }

@@ -36,6 +36,7 @@ class EnvVar(StrEnum):
     CONFIG_URL = "PIPEVISOR_CONFIG_URL"
     LOG_URL = "PIPEVISOR_LOG_URL"
     STATUS_INTERVAL = "PIPEVISOR_STATUS_INTERVAL"
+    BACKGROUNDS = "PIPEVISOR_BACKGROUNDS"
 
 
 class SocketMode(StrEnum):
@@ -70,6 +71,9 @@ class ContractEnv(StrictModel):
         None, description="URL of the supervisor's PULL; the program connects a PUSH."
     )
     status_interval: float = Field(1.0, description="Seconds between two status messages.", gt=0)
+    backgrounds: str | None = Field(
+        None, description="Folder of the node's background images (<id>.npy), if it has one."
+    )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> ContractEnv:
@@ -102,6 +106,7 @@ class ContractEnv(StrictModel):
             config_url=env.get(EnvVar.CONFIG_URL) or None,
             log_url=env.get(EnvVar.LOG_URL) or None,
             status_interval=float(env.get(EnvVar.STATUS_INTERVAL, "1.0")),
+            backgrounds=env.get(EnvVar.BACKGROUNDS) or None,
         )
 
     def to_environ(self) -> dict[str, str]:
@@ -118,4 +123,5 @@ class ContractEnv(StrictModel):
             EnvVar.CONFIG_URL: self.config_url or "",
             EnvVar.LOG_URL: self.log_url or "",
             EnvVar.STATUS_INTERVAL: repr(self.status_interval),
+            EnvVar.BACKGROUNDS: self.backgrounds or "",
         }

@@ -115,6 +115,11 @@ class Status(_Identified):
         None, description="Peers connected to the output socket; None when not counted."
     )
     last_pulse_id: int | None = Field(None, description="Pulse id of the last message handled.")
+    last_error: str | None = Field(
+        None,
+        max_length=2000,
+        description="The last processing error, for a person (None if there was none).",
+    )
 
 
 class ConfigUpdate(StrictModel):

@@ -35,6 +35,14 @@ CAMERA = """
         raise AssertionError("process_image must win over process")
 """
 
+FLAGGING = """
+    def process(data, pulse_id, timestamp, parameters):
+        parameters.pop("processing_error", None)
+        if "bad" in data:
+            parameters["processing_error"] = "Bad background image size"
+        return {"value": data["value"], "flagged": bool(parameters.get("processing_error"))}
+"""
+
 PASSTHROUGH = """
     def process(data, pulse_id, timestamp, parameters):
         if "skip" in data:
@@ -151,7 +159,29 @@ def test_exception_in_user_function_is_logged_counted_and_processing_goes_on(
     assert "process_image" in record.exc
     status = supervisor.status_where(lambda s: s.last_pulse_id == 301)
     assert status.errors == 1
+    assert status.last_error == (
+        "processing pulse 300 failed: ZeroDivisionError: the user function failed on purpose"
+    )
     assert supervisor.process.poll() is None
+
+
+def test_a_flagged_frame_is_sent_counted_and_its_error_shown(supervisor: FakeSupervisor) -> None:
+    """A function that sets parameters["processing_error"] keeps streaming; the error is counted."""
+    supervisor.start(FLAGGING)
+    supervisor.handshake()
+    supervisor.connect_output()
+    supervisor.prime({"value": 1.0})
+    supervisor.send({"value": 2.0, "bad": 1}, 400)
+    message = supervisor.receive()
+    assert (message.pulse_id, message.data["flagged"]) == (400, True)
+    record = supervisor.expect_log(lambda r: r.level == "warning")
+    assert "pulse 400 sent flagged with processing_error: Bad background image size" in (
+        record.message
+    )
+    supervisor.send({"value": 3.0}, 401)
+    assert not supervisor.receive().data["flagged"]
+    status = supervisor.status_where(lambda s: s.last_pulse_id == 401)
+    assert (status.errors, status.last_error) == (1, "Bad background image size")
 
 
 def test_abort_on_error_exits_with_processing_error_code(supervisor: FakeSupervisor) -> None:
