@@ -6,8 +6,6 @@ import asyncio
 import fcntl
 import os
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,11 +16,17 @@ import zmq
 import zmq.asyncio
 
 from . import __version__
+from .backgrounds import BackgroundInfo, BackgroundStore, background_id
 from .contract import ContractEnv, SocketMode
 from .contract.messages import ConfigAck, ConfigError, Hello, Ready, Status
 from .control import ControlServer
-from .errors import ConflictError, InstanceNotFoundError, InvalidConfigError, InvalidEntryError
-from .guard import SESSION_VAR, kill_run
+from .errors import (
+    ConflictError,
+    InstanceNotFoundError,
+    InvalidConfigError,
+    InvalidEntryError,
+    NotFoundError,
+)
 from .instance import Instance, InstanceHooks
 from .loghub import LogEntry, LogHub
 from .mergepatch import merge_patch
@@ -30,15 +34,15 @@ from .ports import PortAllocator
 from .process import ProgramProcess
 from .registry import Registry, RegistryChanges
 from .settings import Settings
-from .specs import EntrySpec
+from .spawner import Spawner
+from .specs import EntrySpec, InputSpec
 from .store import InstanceRecord, StateStore
+from .streamtap import average_images
 from .views import ConfigResult, CreateInstance, InstanceInfo, InstanceState, LogStats
 
 __all__ = ["Supervisor"]
 
 log = structlog.get_logger(__name__)
-
-_ESCAPEE_SCAN_DELAY = 0.2  # seconds after a run ended
 
 
 class Supervisor:
@@ -48,19 +52,23 @@ class Supervisor:
         self.settings = settings
         self.registry = Registry(settings.registry, max_upload_bytes=settings.max_upload_bytes)
         self.loghub = LogHub(capacity=settings.log_capacity, rate=settings.log_rate)
+        assert settings.backgrounds is not None
+        self.backgrounds = BackgroundStore(settings.backgrounds, settings.max_upload_bytes)
         self.started_at = time.time()
         self.session = uuid.uuid4().hex
         self._ctx = zmq.asyncio.Context()
+        self._sync_ctx = zmq.Context.shadow(self._ctx.underlying)  # for worker threads
         self._control = ControlServer(self._ctx, self._on_program_message)
         self._ports = PortAllocator(*settings.port_range, host=settings.stream_host)
         assert settings.state_dir is not None
         self._store = StateStore(settings.state_dir / "instances.json")
         self._instances: dict[str, Instance] = {}
         self._records: dict[str, InstanceRecord] = {}  # what each instance was created with
-        self._guard: subprocess.Popen[bytes] | None = None
+        self._spawner = Spawner(settings, self.loghub, self.session)
         self._watch: asyncio.Task[None] | None = None
         self._lock_fd: int | None = None
         self._batch = False  # True while many changes are made: save once at the end
+        self._launching: list[str] = []  # instances being launched: finds input cycles
         self.stale_messages = 0
 
     # -- start and stop ----------------------------------------------------------------------
@@ -72,12 +80,7 @@ class Supervisor:
         self.registry.scan()
         await self.loghub.start(self._ctx, self.settings.control_host)
         await self._control.start(self.settings.control_host)
-        self._guard = subprocess.Popen(
-            [sys.executable, "-m", "supervisor.guard", self.session],
-            stdin=subprocess.PIPE,
-            close_fds=True,
-            start_new_session=True,
-        )
+        self._spawner.start()
         self._batch = True
         try:
             for record in self._store.load():
@@ -140,10 +143,7 @@ class Supervisor:
         await self._control.close()
         await self.loghub.close()
         self._ctx.term()
-        if self._guard is not None:
-            assert self._guard.stdin is not None
-            self._guard.stdin.close()
-            await asyncio.to_thread(self._guard.wait, 5)
+        await self._spawner.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the lock
         log.info("supervisor_stopped")
@@ -162,7 +162,7 @@ class Supervisor:
             record=self._record,
             changed=lambda _i: self._save(),
             send_config=self._control.send_config,
-            exited=self._exited,
+            exited=self._spawner.exited,
             start_seconds=self.settings.start_seconds,
         )
 
@@ -177,7 +177,11 @@ class Supervisor:
             bind_host = "*" if host in ("*", "0.0.0.0") else host
             output_url = f"tcp://{bind_host}:{instance.output_port}"
         instance.output_url = output_url
-        data_url, data_mode = self._resolve_input(instance)
+        self._launching.append(instance.name)
+        try:
+            data_url, data_mode = self._resolve_input(instance)
+        finally:
+            self._launching.pop()
         instance.data_url = data_url
         contract = ContractEnv(
             instance=instance.name,
@@ -190,17 +194,9 @@ class Supervisor:
             config_url=self._control.url,
             log_url=self.loghub.log_url,
             status_interval=self.settings.status_interval,
+            backgrounds=str(self.settings.backgrounds),
         )
-        # The supervisor's own PIPEVISOR_* settings (its API token above all) stay with it.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PIPEVISOR_")}
-        env.update(spec.env)
-        env.update(contract.to_environ())
-        env[SESSION_VAR] = self.session
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        process = ProgramProcess(entry.argv, env, self.settings.registry, instance.handle_exit)
-        self._guard_write(f"+{process.pgid}\n")
-        self.loghub.attach_pipe(instance.name, instance.run, process.stdout_fd, "stdout")
-        self.loghub.attach_pipe(instance.name, instance.run, process.stderr_fd, "stderr")
+        process = self._spawner.spawn(instance, entry.argv, contract, spec.env)
         log.info(
             "instance_launched",
             instance=instance.name,
@@ -214,15 +210,47 @@ class Supervisor:
 
     def _resolve_input(self, instance: Instance) -> tuple[str | None, SocketMode]:
         spec = instance.spec.input
+        camera = instance.config.get("camera_name")
+        if spec is None and isinstance(camera, str) and camera:
+            spec = InputSpec(camera=camera)  # a CamServer pipeline config names its camera
         if spec is None:
             return None, SocketMode.SUB
         if spec.url is not None:
             return spec.url, spec.mode or SocketMode.SUB
-        source = self._instances.get(spec.instance or "")
-        if source is None or not self._assign_stream(source):
-            raise ConflictError(f"input instance '{spec.instance}' does not exist or has no output")
+        source = self._source(spec.source or "")
+        if not self._assign_stream(source):
+            raise ConflictError(f"input '{source.name}' has no output stream to read")
         default = SocketMode.SUB if source.spec.output.mode == SocketMode.PUB else SocketMode.PULL
         return source.stream_url, spec.mode or default
+
+    def _source(self, name: str) -> Instance:
+        """The instance an input names, created from its registry entry and started if needed."""
+        if name in self._launching:
+            cycle = " -> ".join([*self._launching[self._launching.index(name) :], name])
+            raise ConflictError(f"input cycle: {cycle}")
+        source = self._instances.get(name)
+        if source is None:
+            try:
+                entry = self.registry.get(name)
+            except NotFoundError:
+                raise ConflictError(
+                    f"input '{name}' is neither an instance nor a registry entry"
+                ) from None
+            if not entry.valid or entry.spec is None:
+                raise ConflictError(f"input '{name}': entry '{name}' is invalid: {entry.error}")
+            source = self._add(
+                InstanceRecord(
+                    name=name, entry=name, config=dict(entry.spec.parameters), desired="stopped"
+                )
+            )
+            log.info("source_created", instance=name)
+        if source.desired != "running":
+            log.info("source_started", instance=name, reader=self._launching[-1])
+            source.spec = self._spec_for(self._records[name])
+            source.start()  # its own input is resolved here, with the cycle check
+            if source.state == InstanceState.FAILED:
+                raise ConflictError(f"input '{name}' did not start: {source.reason}")
+        return source
 
     def _assign_stream(self, instance: Instance) -> bool:
         """Give ``instance`` its output port and stream URL (kept across restarts, so clients
@@ -233,34 +261,6 @@ class Supervisor:
             instance.output_port = self._ports.acquire(instance.name, instance.spec.output.port)
             instance.stream_url = f"tcp://{self.settings.public_host}:{instance.output_port}"
         return True
-
-    def _exited(self, instance: Instance, process: ProgramProcess) -> None:
-        self._guard_write(f"-{process.pgid}\n")
-        # The group is gone (the process killed it); what left the group with setsid is found
-        # by its environment, in a thread, and a little later: the /proc scan must not compete
-        # with the next run's spawn for the GIL (it only matches this run's number).
-        loop = asyncio.get_running_loop()
-        loop.call_later(
-            _ESCAPEE_SCAN_DELAY,
-            loop.run_in_executor,
-            None,
-            self._kill_escapees,
-            instance.name,
-            instance.run,
-        )
-
-    def _kill_escapees(self, name: str, run: int) -> None:
-        killed = kill_run(self.session, name, run)
-        if killed:
-            log.warning("instance_escapees_killed", instance=name, run=run, processes=killed)
-
-    def _guard_write(self, line: str) -> None:
-        if self._guard is not None and self._guard.stdin is not None:
-            try:
-                self._guard.stdin.write(line.encode())
-                self._guard.stdin.flush()
-            except (BrokenPipeError, ValueError):
-                log.error("guard_gone", returncode=self._guard.poll())
 
     def _record(self, instance: Instance, level: str, message: str) -> None:
         self.loghub.add(instance.name, instance.run, "supervisor", message, level=level)
@@ -418,6 +418,41 @@ class Supervisor:
 
     def get_config(self, name: str) -> dict[str, Any]:
         return self._get(name).config
+
+    async def collect_background(
+        self, name: str, n_images: int, timeout: float | None = None
+    ) -> BackgroundInfo:
+        """Average the next ``n_images`` images of camera instance ``name`` into a background.
+
+        Raises:
+            InstanceNotFoundError: no such instance.
+            ConflictError: it is not running, has no PUB output, or sent too few images in time.
+        """
+        instance = self._get(name)
+        if instance.state not in (InstanceState.RUNNING, InstanceState.STARTING):
+            raise ConflictError(f"instance '{name}' is {instance.state}; start it first")
+        if not self._assign_stream(instance) or instance.spec.output.mode != SocketMode.PUB:
+            raise ConflictError(
+                f"instance '{name}' has no PUB output to collect from (reading a PUSH stream "
+                "would take its frames from the pipelines)"
+            )
+        host = self.settings.stream_host
+        url = f"tcp://{'127.0.0.1' if host in ('*', '0.0.0.0') else host}:{instance.output_port}"
+        wait = timeout if timeout is not None else 10.0 + n_images
+        loop = asyncio.get_running_loop()
+        image, pulse_id = await loop.run_in_executor(
+            None, average_images, self._sync_ctx, url, SocketMode.SUB, n_images, wait
+        )
+        info = await loop.run_in_executor(None, self.backgrounds.save, background_id(name), image)
+        log.info(
+            "background_collected",
+            instance=name,
+            background=info.id,
+            n_images=n_images,
+            first_pulse_id=pulse_id,
+            shape=info.shape,
+        )
+        return info
 
     async def update_config(self, name: str, patch: dict[str, Any]) -> ConfigResult:
         if not isinstance(patch, dict):

@@ -20,6 +20,9 @@ class Settings(StrictModel):
         None,
         description="Where desired state and the audit log live (default: REGISTRY/.pipevisor).",
     )
+    backgrounds: Path | None = Field(
+        None, description="Folder of background images (default: 'backgrounds' beside REGISTRY)."
+    )
     api_host: str = Field("127.0.0.1", description="Interface the REST API listens on.")
     api_port: int = Field(8090, ge=0, le=65535, description="REST port (0: any free port).")
     control_host: str = Field(
@@ -52,6 +55,8 @@ class Settings(StrictModel):
     def _defaults(self) -> Settings:
         if self.state_dir is None:
             self.state_dir = self.registry / ".pipevisor"
+        if self.backgrounds is None:
+            self.backgrounds = self.registry.absolute().parent / "backgrounds"
         if self.port_range[0] >= self.port_range[1]:
             raise ValueError(f"port_range {self.port_range} is empty")
         return self

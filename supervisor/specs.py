@@ -53,9 +53,17 @@ class RestartPolicy(StrictModel):
 
 
 class InputSpec(StrictModel):
-    """Where DATA comes from: another instance's output, or an external bsread stream."""
+    """Where DATA comes from: a camera, another instance's output, or an external stream.
+
+    A camera or instance that does not exist yet is created from the registry entry of the
+    same name, and a stopped one is started, when the instance reading it starts: one camera
+    instance per camera, however many pipelines read it.
+    """
 
     instance: str | None = Field(None, description="Name of the instance whose output to read.")
+    camera: str | None = Field(
+        None, description="Name of a camera: the instance of the camera-source entry of that name."
+    )
     url: str | None = Field(None, description="External stream URL, e.g. tcp://host:9999.")
     mode: SocketMode | None = Field(
         None, description="SUB or PULL; default: follows the source instance (PUB->SUB), or SUB."
@@ -69,10 +77,15 @@ class InputSpec(StrictModel):
             return {"url": value} if "://" in value else {"instance": value}
         return value
 
+    @property
+    def source(self) -> str | None:
+        """The name of the source instance (of a camera or another pipeline), if any."""
+        return self.instance or self.camera
+
     @model_validator(mode="after")
     def _one_source(self) -> InputSpec:
-        if (self.instance is None) == (self.url is None):
-            raise ValueError("input needs exactly one of 'instance' or 'url'")
+        if sum(x is not None for x in (self.instance, self.camera, self.url)) != 1:
+            raise ValueError("input needs exactly one of 'instance', 'camera' or 'url'")
         if self.mode not in (None, SocketMode.SUB, SocketMode.PULL):
             raise ValueError(f"input mode must be SUB or PULL, not {self.mode}")
         return self

@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import TypeAdapter
 
+from supervisor.backgrounds import BackgroundInfo, BackgroundStore, background_id
 from supervisor.errors import (
     ConflictError,
     EntryNotFoundError,
@@ -114,6 +116,8 @@ class FakeSupervisor:
     def __init__(self, registry_dir: Path) -> None:
         self.settings = Settings(registry=registry_dir, max_upload_bytes=UPLOAD_LIMIT)
         self.registry = FakeRegistry(UPLOAD_LIMIT)
+        self.backgrounds = BackgroundStore(registry_dir / "backgrounds", UPLOAD_LIMIT)
+        self.camera_images: dict[str, list[np.ndarray]] = {}  # what collect_background reads
         self.started_at = time.time() - 5.0
         self.instances: dict[str, InstanceInfo] = {}
         self.logs: dict[str, list[LogEntry]] = {}
@@ -246,6 +250,17 @@ class FakeSupervisor:
 
     def log_stream_url(self) -> str:
         return "tcp://127.0.0.1:11099"
+
+    async def collect_background(
+        self, name: str, n_images: int, timeout: float | None = None
+    ) -> BackgroundInfo:
+        info = self._get(name)
+        images = self.camera_images.get(name, [])
+        if info.state != InstanceState.RUNNING or len(images) < n_images:
+            raise ConflictError(f"only {len(images)} of {n_images} images arrived from {name!r}")
+        total = np.sum(images[:n_images], axis=0, dtype=np.int64)
+        mean = (total // n_images).astype(images[0].dtype)
+        return self.backgrounds.save(background_id(name), mean)
 
     def node_info(self) -> dict[str, Any]:
         if self.fail_node_info:

@@ -18,7 +18,7 @@ from ..errors import (
     PayloadTooLargeError,
     SupervisorError,
 )
-from . import routes_instances, routes_logs, routes_node, routes_registry
+from . import routes_backgrounds, routes_instances, routes_logs, routes_node, routes_registry
 from .auth import GuardMiddleware
 from .deps import API_PREFIX, SupervisorAPI
 
@@ -126,7 +126,13 @@ def create_app(
     app.state.token = token or None
     app.state.audit = audit if audit is not None else AuditLog(None)
     app.state.sse_keepalive = SSE_KEEPALIVE
-    for module in (routes_node, routes_registry, routes_instances, routes_logs):
+    for module in (
+        routes_node,
+        routes_registry,
+        routes_instances,
+        routes_logs,
+        routes_backgrounds,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_exception_handler(SupervisorError, _domain_error)
     app.add_middleware(GuardMiddleware)  # inside: sees the answers of the routes

@@ -10,6 +10,7 @@ from fastapi import Request
 from ..audit import AuditLog
 
 if TYPE_CHECKING:
+    from ..backgrounds import BackgroundInfo, BackgroundStore
     from ..logring import LogEntry
     from ..registry import Registry
     from ..settings import Settings
@@ -25,6 +26,7 @@ class SupervisorAPI(Protocol):
 
     settings: Settings
     registry: Registry
+    backgrounds: BackgroundStore
     started_at: float
 
     def list_instances(self) -> list[InstanceInfo]: ...
@@ -44,6 +46,9 @@ class SupervisorAPI(Protocol):
     def follow_logs(self, name: str, since_seq: int | None = None) -> AsyncIterator[LogEntry]: ...
     def log_stream_url(self) -> str: ...
     def node_info(self) -> dict[str, Any]: ...
+    async def collect_background(
+        self, name: str, n_images: int, timeout: float | None = None
+    ) -> BackgroundInfo: ...
 
 
 def get_supervisor(request: Request) -> SupervisorAPI:

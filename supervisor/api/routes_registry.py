@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import PayloadTooLargeError
 from ..registry import Entry
+from .body import RAW_BODY, read_limited
 from .deps import SupervisorAPI, get_supervisor
 from .schemas import UploadResult
 
@@ -22,12 +22,6 @@ router = APIRouter(prefix="/registry", tags=["registry"])
 
 Sup = Annotated[SupervisorAPI, Depends(get_supervisor)]
 
-_RAW_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
-}
 _BYTES = {200: {"content": {"application/octet-stream": {}}, "description": "The file."}}
 
 
@@ -48,7 +42,7 @@ def download_file(sup: Sup, filename: str) -> Response:
     )
 
 
-@router.put("/files/{filename:path}", openapi_extra=_RAW_BODY)
+@router.put("/files/{filename:path}", openapi_extra=RAW_BODY)
 async def upload_file(
     sup: Sup,
     request: Request,
@@ -62,22 +56,8 @@ async def upload_file(
     The body is read as a stream and refused with 413 as soon as it passes the node's upload
     limit. A JSON entry that does not validate is refused with 422 and nothing is written.
     """
-    limit = sup.settings.max_upload_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(
-            f"{filename!r} is {int(declared)} bytes, more than the upload limit of {limit} bytes"
-        )
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > limit:
-            raise PayloadTooLargeError(
-                f"{filename!r} is more than the upload limit of {limit} bytes"
-            )
-    entry = await run_in_threadpool(
-        sup.registry.write_file, filename, bytes(data), executable=executable
-    )
+    data = await read_limited(request, sup.settings.max_upload_bytes, repr(filename))
+    entry = await run_in_threadpool(sup.registry.write_file, filename, data, executable=executable)
     return UploadResult(filename=filename, size=len(data), entry=entry)
 
 

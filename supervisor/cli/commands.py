@@ -83,6 +83,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     given = {
         "registry": args.registry,
         "state_dir": args.state_dir,
+        "backgrounds": args.backgrounds,
         "api_host": args.host,
         "api_port": args.port,
         "stream_host": args.stream_host,

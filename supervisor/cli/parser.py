@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from . import backgrounds as b
 from . import commands as c
 from .client import DEFAULT_URL, TOKEN_ENV, URL_ENV, CliError
 
@@ -71,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--state-dir", type=Path, help="state and audit log (default REGISTRY/.pipevisor)"
     )
+    p.add_argument(
+        "--backgrounds",
+        type=Path,
+        help="background images folder (default: 'backgrounds' beside the registry)",
+    )
     p.add_argument("--stream-host", help="interface programs bind their output on")
     p.add_argument("--advertise-host", help="host name put in stream URLs given to clients")
     p.add_argument(
@@ -128,6 +134,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, help="the file to upload")
     p.add_argument("--executable", action="store_true", help="make it executable (a program)")
     p.add_argument("--name", help="registry file name (default: the file's name)")
+
+    p = sub.add_parser("background", help="Collect, list, download or upload backgrounds.")
+    bg_sub = p.add_subparsers(
+        dest="background_command", required=True, metavar="ACTION", parser_class=_Parser
+    )
+
+    def bg(name: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        q = bg_sub.add_parser(name, parents=[common], help=func.__doc__, description=func.__doc__)
+        q.set_defaults(func=func)
+        return q
+
+    q = bg("collect", b.cmd_background_collect)
+    q.add_argument("name", help="the camera instance")
+    q.add_argument("-n", type=int, default=10, help="images to average (default 10)")
+    bg("ls", b.cmd_background_ls).add_argument("--camera", help="only this camera's")
+    q = bg("get", b.cmd_background_get)
+    q.add_argument("id", help="background id")
+    q.add_argument("-o", "--output", type=Path, help="file to write (default ID.npy)")
+    q = bg("put", b.cmd_background_put)
+    q.add_argument("id", help="background id to store it as")
+    q.add_argument("file", type=Path, help="a .npy file (numpy.save of a 2-D array)")
     return parser
 
 

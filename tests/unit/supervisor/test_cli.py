@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import uvicorn
 from structlog.testing import capture_logs
@@ -346,6 +347,42 @@ def test_upload_over_the_limit_exits_1_with_413(live: LiveServer, run: Run, tmp_
     assert code == 1
     assert "413" in err
     assert f"upload limit of {UPLOAD_LIMIT} bytes" in err
+
+
+def test_background_collect_ls_get_and_put(
+    live: LiveServer, run: Run, cam1: None, tmp_path: Path
+) -> None:
+    """`background collect/ls/get/put` drive the background routes end to end."""
+    live.fake.camera_images["cam1"] = [np.full((2, 3), 40, np.uint16)] * 4
+    code, out, _ = run("background", "collect", "cam1", "-n", "4")
+    assert code == 0
+    assert out.startswith("collected cam1_")
+    assert out.endswith(" from 4 images\n")
+    collected = out.split()[1]
+    code, out, _ = run("background", "ls", "--camera", "cam1")
+    assert code == 0
+    assert collected in out
+    assert "3x2" in out
+    assert "uint16" in out
+    target = tmp_path / "bg.npy"
+    assert run("background", "get", collected, "-o", str(target))[0] == 0
+    np.testing.assert_array_equal(np.load(target), np.full((2, 3), 40))
+    np.save(tmp_path / "mine.npy", np.ones((4, 5), np.float32))
+    code, out, _ = run("background", "put", "mine", str(tmp_path / "mine.npy"), "--json")
+    assert code == 0
+    assert json.loads(out)["shape"] == [4, 5]
+
+
+def test_background_put_of_a_pickle_exits_1_with_the_reason(
+    live: LiveServer, run: Run, tmp_path: Path
+) -> None:
+    """A .npy that needs pickle is refused by the node; the CLI prints its reason."""
+    evil = tmp_path / "evil.npy"
+    np.save(evil, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    code, _, err = run("background", "put", "evil", str(evil))
+    assert code == 1
+    assert "422" in err
+    assert "without pickles" in err
 
 
 def test_upload_of_a_missing_file_exits_2(run: Run, tmp_path: Path) -> None:

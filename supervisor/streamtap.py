@@ -1,0 +1,85 @@
+"""Reading an instance's output stream from inside the supervisor (backgrounds, for now).
+
+Blocking code, run in a worker thread: the event loop keeps serving while frames arrive.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import zmq
+
+from .contract import SocketMode
+from .contract.bsread import DecodeError, Decoder
+from .errors import ConflictError
+
+__all__ = ["average_images"]
+
+_POLL_MS = 100
+
+
+def average_images(
+    context: zmq.Context,
+    url: str,
+    mode: SocketMode,
+    n_images: int,
+    timeout: float,
+    channel: str = "image",
+) -> tuple[np.ndarray, int]:
+    """The mean of the next ``n_images`` images of the stream at ``url``, and the first pulse id.
+
+    Sums in 64 bits (no overflow) and divides at the end: integer images are truncated to their
+    own dtype (CamServer's rule for uint16 cameras), float images keep float64. Only one running
+    sum is held, so a hundred 5-Mpx frames cost one frame of memory.
+
+    Raises:
+        ConflictError: no image within ``timeout`` seconds, or the image shape changed.
+    """
+    socket = context.socket(zmq.SUB if mode == SocketMode.SUB else zmq.PULL)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.RCVHWM, 4)
+    if mode == SocketMode.SUB:
+        socket.setsockopt(zmq.SUBSCRIBE, b"")
+    decoder = Decoder()
+    total: np.ndarray | None = None
+    kind = ""
+    first_pulse = -1
+    count = malformed = 0
+    deadline = time.monotonic() + timeout
+    try:
+        socket.connect(url)
+        while count < n_images:
+            if time.monotonic() > deadline:
+                raise ConflictError(
+                    f"only {count} of {n_images} images arrived from {url} in {timeout:g} s"
+                    + (f" ({malformed} malformed messages)" if malformed else "")
+                )
+            if not socket.poll(_POLL_MS):
+                continue
+            try:
+                message = decoder.decode(socket.recv_multipart(copy=False))
+            except DecodeError:
+                malformed += 1
+                continue
+            image = None if message is None else message.data.get(channel)
+            if not isinstance(image, np.ndarray) or image.ndim != 2:
+                continue
+            if total is None:
+                kind = image.dtype.kind
+                total = np.zeros(image.shape, np.float64 if kind == "f" else np.int64)
+                first_pulse = message.pulse_id
+                dtype = image.dtype
+            elif image.shape != total.shape:
+                raise ConflictError(
+                    f"the image shape changed from {list(total.shape)} to {list(image.shape)} "
+                    "while collecting; collect again"
+                )
+            np.add(total, image, out=total, casting="unsafe")
+            count += 1
+    finally:
+        socket.close()
+    assert total is not None
+    if kind == "f":
+        return total / count, first_pulse
+    return (total // count).astype(dtype), first_pulse
