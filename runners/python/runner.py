@@ -131,16 +131,31 @@ class Runner:
         return ExitCode.OK
 
     def _run_source(self) -> int:
+        holder: list[Iterator[Any] | None] = [None]
+        try:
+            return self._source_loop(holder)
+        finally:
+            # A source holding a device connection (a socket, a CA channel) releases it in its
+            # generator's finally: run that now, not whenever the garbage collector gets to it.
+            close = getattr(holder[0], "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    log.exception("closing the source failed")
+
+    def _source_loop(self, holder: list[Iterator[Any] | None]) -> int:
         generate: Callable[[dict[str, Any]], Iterator[Any]] = self.code.function
         frames: Iterator[Any] | None = None
         restart_at = 0.0
         while not self.stop_requested:
+            holder[0] = frames
             if frames is None:
                 if time.monotonic() < restart_at:
                     self._between_messages(dict(self._poller.poll(_POLL_MS)))
                     continue
                 try:
-                    frames = iter(generate(self.configurator.parameters))
+                    frames = holder[0] = iter(generate(self.configurator.parameters))
                 except Exception as exc:
                     code = self._processing_error("starting the source failed", exc)
                     if code is not None:

@@ -332,6 +332,31 @@ def test_sigterm_stops_the_runner_with_exit_code_zero(supervisor: FakeSupervisor
     assert code == ExitCode.OK, stderr
 
 
+SOURCE_WITH_CLEANUP = """
+    import logging
+    import time
+
+    def generate(parameters):
+        try:
+            while True:
+                time.sleep(0.01)
+                yield None
+        finally:
+            logging.getLogger("camera").info("device connection released")
+"""
+
+
+def test_sigterm_closes_the_source_generator_before_exit(supervisor: FakeSupervisor) -> None:
+    """A source's finally (its device connection) runs at stop, while LOG is still open."""
+    supervisor.start(SOURCE_WITH_CLEANUP)
+    supervisor.handshake()
+    supervisor.process.send_signal(signal.SIGTERM)
+    record = supervisor.expect_log(lambda r: r.logger == "camera")
+    assert record.message == "device connection released"
+    code, stderr = supervisor.wait_exit()
+    assert code == ExitCode.OK, stderr
+
+
 def test_user_logging_reaches_log_as_structured_records(supervisor: FakeSupervisor) -> None:
     """logging calls in user code arrive on LOG with level, logger, message and extra fields."""
     supervisor.start(
