@@ -337,6 +337,7 @@ SOURCE_WITH_CLEANUP = """
     import time
 
     def generate(parameters):
+        logging.getLogger("camera").info("device connection opened")
         try:
             while True:
                 time.sleep(0.01)
@@ -350,8 +351,9 @@ def test_sigterm_closes_the_source_generator_before_exit(supervisor: FakeSupervi
     """A source's finally (its device connection) runs at stop, while LOG is still open."""
     supervisor.start(SOURCE_WITH_CLEANUP)
     supervisor.handshake()
+    supervisor.expect_log(lambda r: r.message == "device connection opened")
     supervisor.process.send_signal(signal.SIGTERM)
-    record = supervisor.expect_log(lambda r: r.logger == "camera")
+    record = supervisor.expect_log(lambda r: r.message.endswith("released"))
     assert record.message == "device connection released"
     code, stderr = supervisor.wait_exit()
     assert code == ExitCode.OK, stderr
