@@ -50,7 +50,9 @@ def process_image(image, pulse_id, timestamp, x_axis, y_axis, parameters, bsdata
         "x_center_of_mass": float((x_profile * x_axis).sum() / x_profile.sum()) * scale,
         "y_center_of_mass": float((y_profile * y_axis).sum() / y_profile.sum()) * scale,
         "x_profile": x_profile,
-        "width": bsdata["width"],
+        "width": len(x_axis),
+        # A camera's own channels are arguments, never bsdata (CamServer's split).
+        "extra_channels": len(bsdata),
     }
 """
 
@@ -92,12 +94,19 @@ def test_psi_bsread_client_receives_the_pipeline_output(camera_and_pipeline):
     messages = _receive(info["stream"], 5)
     for message in messages:
         data = message.data.data
-        assert list(data) == ["x_center_of_mass", "y_center_of_mass", "x_profile", "width"]
+        assert list(data) == [
+            "x_center_of_mass",
+            "y_center_of_mass",
+            "x_profile",
+            "width",
+            "extra_channels",
+        ]
         assert data["x_center_of_mass"].value == pytest.approx(20, abs=0.5)
         assert data["y_center_of_mass"].value == pytest.approx(30, abs=0.5)
         assert data["x_profile"].value.shape == (64,)
         assert data["x_profile"].value.dtype == np.int64
         assert data["width"].value == 64
+        assert data["extra_channels"].value == 0
     pulse_ids = [m.data.pulse_id for m in messages]
     assert pulse_ids == sorted(pulse_ids)
     stats = wait_for(
