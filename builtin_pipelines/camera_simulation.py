@@ -20,9 +20,13 @@ seed               None (0 if deterministic)  seed of the noise and jitter
 pulse_id_start     0                          first pulse id in deterministic mode
 =================  =========================  =================================================
 
-Channels per frame, as CamServer's cameras send them: ``image`` (height x width), ``timestamp``
-(float64 seconds), ``width`` and ``height`` (int64), ``x_axis`` and ``y_axis`` (float32 pixel
-coordinates). Outside deterministic mode the pulse id follows the clock at 100 Hz, as at SwissFEL.
+plus CamServer's camera-side geometry (``binning_x``/``_y``, ``binning_mean``, ``mirror_x``/``_y``,
+``rotate``, ``roi``, ``camera_calibration``; see :mod:`builtin_pipelines.camera_geometry`).
+
+Channels per frame, as CamServer's cameras send them: ``image`` (height x width, after the
+geometry), ``timestamp`` (float64 seconds), ``width`` and ``height`` (int64, of the image sent),
+``x_axis`` and ``y_axis`` (float32: pixel coordinates, or calibrated). Outside deterministic mode
+the pulse id follows the clock at 100 Hz, as at SwissFEL.
 
 Noise and jitter come from a ring of precomputed frames, rebuilt when an option of the image
 changes, so large images at high rates cost next to nothing per frame.
@@ -35,6 +39,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
+
+from .camera_geometry import CameraGeometry, geometry_key
 
 __all__ = ["configure", "generate"]
 
@@ -104,6 +110,7 @@ def configure(parameters: dict[str, Any]) -> None:
             isinstance(value, bool) or not isinstance(value, int) or value < 0
         ):
             raise ValueError(f"{key} must be an integer >= 0, got {value!r}")
+    CameraGeometry(parameters).size(options["width"], options["height"])
 
 
 def _gaussian(n: int, centre: float, sigma: float) -> np.ndarray:
@@ -147,10 +154,9 @@ def _frames(options: Mapping[str, Any], noise: np.ndarray | None) -> list[np.nda
     return ring
 
 
-def _axis(n: int) -> np.ndarray:
-    axis = np.arange(n, dtype=np.float32)
-    axis.flags.writeable = False
-    return axis
+def _read_only(frame: np.ndarray) -> np.ndarray:
+    frame.flags.writeable = False
+    return frame
 
 
 def generate(parameters: dict[str, Any]) -> Iterator[tuple[dict[str, Any], int, tuple] | None]:
@@ -164,17 +170,20 @@ def generate(parameters: dict[str, Any]) -> Iterator[tuple[dict[str, Any], int, 
     last_due: float | None = None  # when the last frame was due
     while True:
         options = _options(parameters)
-        key = tuple(options[name] for name in _IMAGE_KEYS)
+        key = (*(options[name] for name in _IMAGE_KEYS), geometry_key(parameters))
         if key != image_key:
             if key[: len(_NOISE_KEYS)] != noise_key:
                 noise, noise_key = _noise(options), key[: len(_NOISE_KEYS)]
-            ring, image_key = _frames(options, noise), key
-            width, height = options["width"], options["height"]
+            # The geometry is applied once per ring frame: nothing is left to do per frame.
+            geometry = CameraGeometry(parameters)
+            ring = [_read_only(geometry.apply(frame)) for frame in _frames(options, noise)]
+            image_key = key
+            x_axis, y_axis = geometry.axes(options["width"], options["height"])
             axes = {
-                "width": np.int64(width),
-                "height": np.int64(height),
-                "x_axis": _axis(width),
-                "y_axis": _axis(height),
+                "width": np.int64(len(x_axis)),
+                "height": np.int64(len(y_axis)),
+                "x_axis": x_axis,
+                "y_axis": y_axis,
             }
         # A frame is due one period after the last one was due (no drift), with the period read
         # again while waiting so a new rate applies at once; a late frame is not caught up.
