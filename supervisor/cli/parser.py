@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 from . import backgrounds as b
 from . import commands as c
+from . import receive as r
 from .client import DEFAULT_URL, TOKEN_ENV, URL_ENV, CliError
 
 __all__ = ["build_parser", "main"]
@@ -112,6 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="instance name")
     p.add_argument("-n", type=int, default=100, help="newest entries to show (default 100)")
     p.add_argument("-f", "--follow", action="store_true", help="follow new entries until Ctrl-C")
+
+    p = add("receive", r.cmd_receive)
+    p.add_argument("stream", help="an instance name, or a bsread URL such as tcp://host:port")
+    p.add_argument("-n", type=int, help="stop after this many messages (default: until Ctrl-C)")
+    p.add_argument(
+        "--mode",
+        type=str.upper,
+        choices=["SUB", "PULL"],
+        help="socket type (default: SUB, or PULL for an instance whose output is PUSH)",
+    )
+    p.add_argument("--channels", metavar="A,B", help="only these channels, in this order")
+    p.add_argument("--values", action="store_true", help="print arrays whole, not summarised")
+    p.add_argument("--timeout", type=float, help="give up (exit 1) after this many seconds")
 
     p = sub.add_parser("config", help="Read or change an instance's configuration.")
     config_sub = p.add_subparsers(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from tests.fake_supervisor import FakeSupervisor, add_camera_entry
+from supervisor.cli import main
+from tests.fake_supervisor import TOKEN, FakeSupervisor, add_camera_entry
+from tests.live_server import LiveServer, Run, serve, stop
 
 
 @pytest.fixture
@@ -24,3 +28,37 @@ def root(tmp_path: Path) -> Path:
     folder = tmp_path / "registry"
     folder.mkdir()
     return folder
+
+
+@pytest.fixture
+def live(fake: FakeSupervisor, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
+    """A server without a token; PIPEVISOR_URL points at it."""
+    with capture_logs():  # the server's log lines stay out of the CLI's output
+        server = serve(fake, None)
+        monkeypatch.setenv("PIPEVISOR_URL", server.url)
+        monkeypatch.delenv("PIPEVISOR_TOKEN", raising=False)
+        yield server
+        stop(server)
+
+
+@pytest.fixture
+def secured(fake: FakeSupervisor, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
+    """A server that needs the token ``TOKEN``; PIPEVISOR_URL points at it."""
+    with capture_logs():
+        server = serve(fake, TOKEN)
+        monkeypatch.setenv("PIPEVISOR_URL", server.url)
+        monkeypatch.delenv("PIPEVISOR_TOKEN", raising=False)
+        yield server
+        stop(server)
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Run:
+    """Run ``pipevisor ARGS`` in-process; returns (exit code, stdout, stderr)."""
+
+    def runner(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return runner

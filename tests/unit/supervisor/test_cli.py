@@ -5,104 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
-from structlog.testing import capture_logs
 
-from supervisor.api import create_app
-from supervisor.cli import CliError, format_table, main, parse_assignments
+from supervisor.cli import CliError, format_table, parse_assignments
 from supervisor.cli.client import error_detail
 from supervisor.settings import Settings
-from tests.fake_supervisor import TOKEN, UPLOAD_LIMIT, FakeSupervisor
+from tests.fake_supervisor import TOKEN, UPLOAD_LIMIT
+from tests.live_server import LiveServer, Run
 from tests.support import free_port, wait_for
-
-
-@dataclass
-class LiveServer:
-    """The app around ``fake``, served by uvicorn in a thread on a free loopback port."""
-
-    fake: FakeSupervisor
-    server: uvicorn.Server
-    thread: threading.Thread
-    url: str
-
-
-def _serve(fake: FakeSupervisor, token: str | None) -> LiveServer:
-    app = create_app(fake, token=token)
-    app.state.sse_keepalive = 0.05
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    wait_for(lambda: server.started or not thread.is_alive(), timeout=10, what="uvicorn start")
-    assert thread.is_alive(), "uvicorn stopped during startup"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        with urllib.request.urlopen(f"{url}/api/v1/health", timeout=2) as response:
-            return response.status == 200
-
-    wait_for(healthy, timeout=10, what=f"health of {url}")
-    return LiveServer(fake, server, thread, url)
-
-
-def _stop(live: LiveServer) -> None:
-    live.server.should_exit = True
-    live.thread.join(timeout=10)
-    assert not live.thread.is_alive(), "uvicorn did not stop"
-
-
-@pytest.fixture
-def live(fake: FakeSupervisor, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
-    """A server without a token; PIPEVISOR_URL points at it."""
-    with capture_logs():  # the server's log lines stay out of the CLI's output
-        server = _serve(fake, None)
-        monkeypatch.setenv("PIPEVISOR_URL", server.url)
-        monkeypatch.delenv("PIPEVISOR_TOKEN", raising=False)
-        yield server
-        _stop(server)
-
-
-@pytest.fixture
-def secured(fake: FakeSupervisor, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
-    """A server that needs the token ``TOKEN``; PIPEVISOR_URL points at it."""
-    with capture_logs():
-        server = _serve(fake, TOKEN)
-        monkeypatch.setenv("PIPEVISOR_URL", server.url)
-        monkeypatch.delenv("PIPEVISOR_TOKEN", raising=False)
-        yield server
-        _stop(server)
-
-
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    """Run ``pipevisor ARGS`` in-process; returns (exit code, stdout, stderr)."""
-
-    def runner(*args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return runner
 
 
 @pytest.fixture
