@@ -237,7 +237,8 @@ class Instance:
             )
         elif isinstance(message, Ready):
             self.ready = True
-            if self.state == InstanceState.STARTING:
+            # RUNNING too: the start timer may have promoted it first (a slow first configure)
+            if self.state in (InstanceState.STARTING, InstanceState.RUNNING):
                 self._cancel_timer()
                 self._set(InstanceState.RUNNING, "ready")
         elif isinstance(message, Status):

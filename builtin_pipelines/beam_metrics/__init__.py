@@ -64,7 +64,7 @@ import numpy as np
 
 from supervisor.contract import EnvVar
 
-from . import processor
+from . import native, processor
 from .backgrounds import BackgroundStore
 from .parameters import Settings, expand, parse
 from .preprocess import Frame, Preprocessor
@@ -107,6 +107,9 @@ def configure(parameters: dict[str, Any]) -> None:
     """
     parse(parameters, instance=os.environ.get(EnvVar.INSTANCE, ""))
     expand(parameters)
+    # The first configure runs before the runner reports ready: compiling the kernels here (a
+    # few seconds, once per machine and source version) keeps it from dropping the first frames.
+    native.kernels()
 
 
 def _axis(axis: Any, size: int, name: str, what: str) -> np.ndarray:

@@ -111,6 +111,25 @@ def test_hello_gets_the_config_and_ready_means_running(tmp_path):
     assert node.sent[0][1].config == {"gain": 1}
 
 
+def test_a_ready_after_the_start_timer_replaces_the_no_ready_reason(tmp_path):
+    """A program slow to get ready (a first compile) is promoted by the timer, then says ready."""
+    node = _Node("exec sleep 30", tmp_path)
+
+    async def main():
+        instance = _instance(node)
+        instance.start()
+        await wait_until(lambda: instance.state == InstanceState.RUNNING)
+        before = instance.reason
+        instance.on_message(b"rid", Ready(instance="demo", run=1))
+        after = (instance.state, instance.reason)
+        await instance.stop()
+        return before, after
+
+    before, after = run(main())
+    assert before == "running (no ready message yet)"
+    assert after == (InstanceState.RUNNING, "ready")
+
+
 def test_live_config_is_applied_on_ack_and_kept_on_error(tmp_path):
     """apply_config resolves by the program's ack or error for its sequence number."""
     node = _Node("exec sleep 30", tmp_path)
