@@ -32,7 +32,9 @@ class RunnerOptions(StrictModel):
     output_header_compression: Compression = "none"
     """Compression of the output's data header: ``none`` or ``bitshuffle_lz4``."""
     queue_size: int = 4
-    """Input messages ZMQ may queue (RCVHWM of DATA); small keeps latency bounded."""
+    """Input messages that may wait, processed in order; when more have come, processing is
+    slower than input and the oldest are dropped (counted). 1: only the newest is processed.
+    Also the RCVHWM of DATA."""
     output_queue_size: int = 10
     """Output messages ZMQ may queue (SNDHWM of OUTPUT) before it drops (PUB) or refuses (PUSH)."""
     output_wait: float = 1.0

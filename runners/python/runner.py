@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ log = logging.getLogger("pipevisor.runner")
 _POLL_MS = 100  # how long the loop may sleep: bounds the reaction to a stop request
 _OUTPUT_LINGER_MS = 1000  # at exit, well inside the supervisor's SIGKILL grace
 _SOURCE_RESTART = 1.0  # seconds before a source whose generator raised is started again
+_DRAIN_MAX = 1000  # input messages taken from ZMQ per processed message, at most
 # A camera's own channels: the arguments of process_image; the others are its ``bsdata``.
 _CAMERA_CHANNELS = frozenset({"image", "x_axis", "y_axis", "timestamp", "width", "height"})
 _ERROR_KEY = "processing_error"  # CamServer's flag for a frame sent on despite an error
@@ -58,6 +60,8 @@ class Runner:
         self._output: zmq.Socket | None = None
         self._monitor: ClientMonitor | None = None
         self._poller = zmq.Poller()
+        # Input messages taken from ZMQ and not yet processed, oldest first (see _receive).
+        self._waiting: deque[list[zmq.Frame]] = deque()
         self._decoder = Decoder()
         self._encoder = Encoder(
             self.options.output_compression, self.options.output_header_compression
@@ -121,9 +125,10 @@ class Runner:
 
     def _run_processor(self) -> int:
         data = self._data
+        waiting = self._waiting
         while not self.stop_requested:
-            events = dict(self._poller.poll(_POLL_MS))
-            if data is not None and data in events:
+            events = dict(self._poller.poll(0 if waiting else _POLL_MS))
+            if data is not None and (waiting or data in events):
                 code = self._receive()
                 if code is not None:
                     return code
@@ -192,21 +197,34 @@ class Runner:
     # -- one message ------------------------------------------------------------------------
 
     def _receive(self) -> int | None:
+        """Process the oldest waiting input message, after taking in what ZMQ holds.
+
+        Messages are processed in order, so a moment's lag (a slow frame, the machine busy
+        elsewhere) loses nothing. At most ``queue_size`` wait: when more have come, processing
+        is slower than input and the oldest are dropped (counted), so latency stays bounded to
+        about ``queue_size`` processing times. ZMQ alone could only drop the newest.
+        """
         data = self._data
         stats = self.stats
-        frames = data.recv_multipart(copy=False)
-        received = 1
-        nbytes = _nbytes(frames)
-        while True:  # latest wins: skip to the newest message ZMQ already holds
+        waiting = self._waiting
+        limit = self.options.queue_size
+        for _ in range(_DRAIN_MAX):  # bounded: a flood cannot keep the loop from processing
             try:
                 frames = data.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
-            received += 1
-            nbytes += _nbytes(frames)
-        stats.messages_in += received
-        stats.bytes_in += nbytes
-        stats.drops += received - 1
+            waiting.append(frames)
+            stats.messages_in += 1
+            stats.bytes_in += _nbytes(frames)
+            if len(waiting) > limit:
+                waiting.popleft()
+                stats.drops += 1
+        while len(waiting) > limit:  # queue_size was lowered live
+            waiting.popleft()
+            stats.drops += 1
+        if not waiting:
+            return None
+        frames = waiting.popleft()
         try:
             message = self._decoder.decode(frames)
         except DecodeError as exc:

@@ -15,8 +15,8 @@ _MONITORED = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 def connect_data(context: zmq.Context, url: str, mode: SocketMode, queue_size: int) -> zmq.Socket:
     """Connect the input: a SUB subscribed to everything, or a PULL.
 
-    ``queue_size`` is the RCVHWM: ZMQ keeps at most that many messages for us, so what the
-    runner drains and skips (latest wins) stays close to the newest data.
+    ``queue_size`` is the RCVHWM: ZMQ keeps at most that many messages for us besides the
+    runner's own queue of the same size, so what waits stays close to the newest data.
     """
     if mode not in (SocketMode.SUB, SocketMode.PULL):
         raise ValueError(f"data mode must be SUB or PULL, got {str(mode)!r}")
