@@ -1,10 +1,12 @@
 """The registry: a folder whose files are the pipelines a supervisor can run.
 
-An entry is an executable of any language, a ``*.py`` script (run by the Python runner), or a
-``*.json`` ``EntrySpec`` naming one of those or a builtin pipeline. Entries are named by the file
-stem; a JSON shadows the other files of the same stem, then a script shadows an executable, and
-an executable shadows a C source or shared library (listed as not supported yet). A broken entry
-is listed with ``valid=False`` and an error a person can read; it never stops a scan.
+An entry is an executable of any language, a ``*.py`` script (run by the Python runner), a C
+extension (``*.c`` compiled by the Python runner on first use, or ``*.so``; see
+``runners/c/pipevisor_ext.h``), or a ``*.json`` ``EntrySpec`` naming one of those or a builtin
+pipeline. Entries are named by the file stem; a JSON shadows the other files of the same stem,
+then a script shadows an executable, and an executable (a native program built from its
+``.c``) shadows a C extension. A broken entry is listed with ``valid=False`` and an error a
+person can read; it never stops a scan.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 _RUNNER = ("-u", "-m", "runners.python")
-_NOT_SUPPORTED = "C sources and shared libraries are not supported yet"
 
 
 class EntryKind(StrEnum):
@@ -48,10 +49,15 @@ class EntryKind(StrEnum):
     EXECUTABLE = "executable"
     SCRIPT = "script"
     CONFIG = "config"
-    UNSUPPORTED = "unsupported"
+    EXTENSION = "extension"
 
 
-_PRECEDENCE = {EntryKind.CONFIG: 0, EntryKind.SCRIPT: 1, EntryKind.EXECUTABLE: 2}
+_PRECEDENCE = {
+    EntryKind.CONFIG: 0,
+    EntryKind.SCRIPT: 1,
+    EntryKind.EXECUTABLE: 2,
+    EntryKind.EXTENSION: 3,
+}
 
 
 class Entry(StrictModel):
@@ -60,7 +66,7 @@ class Entry(StrictModel):
     model_config = ConfigDict(frozen=True)
 
     name: str = Field(description="Entry name: the file stem.")
-    kind: EntryKind = Field(description="executable, script, config or unsupported.")
+    kind: EntryKind = Field(description="executable, script, config or extension.")
     filename: str = Field(description="The registry file that defines the entry.")
     valid: bool = Field(description="False when the entry cannot be started; see error.")
     error: str | None = Field(None, description="Why the entry is invalid, quoting the file.")
@@ -130,7 +136,7 @@ def _classify(filename: str, st: _Stat) -> EntryKind | None:
     if suffix == ".py":
         return EntryKind.SCRIPT
     if suffix in (".c", ".so"):
-        return EntryKind.UNSUPPORTED
+        return EntryKind.EXTENSION
     if st.error is None and st.mode & 0o111:
         return EntryKind.EXECUTABLE
     return None
@@ -314,8 +320,8 @@ class Registry:
         description = ""
         if st.error is not None:
             error = f"{filename}: {st.error}"
-        elif kind is EntryKind.UNSUPPORTED:
-            error = f"{filename}: {_NOT_SUPPORTED}"
+        elif kind is EntryKind.EXTENSION:
+            spec, argv = EntrySpec(program=filename), self._extension_argv(filename)
         elif kind is EntryKind.EXECUTABLE:
             spec, argv = EntrySpec(program=filename), [str(self.root / filename)]
         elif kind is EntryKind.SCRIPT:
@@ -353,6 +359,9 @@ class Registry:
     def _script_argv(self, filename: str) -> list[str]:
         return [self.python, *_RUNNER, "--script", str(self.root / filename)]
 
+    def _extension_argv(self, filename: str) -> list[str]:
+        return [self.python, *_RUNNER, "--extension", str(self.root / filename)]
+
     def _program_argv(
         self, config: str, program: str, st: _Stat | None
     ) -> tuple[list[str] | None, str | None]:
@@ -368,9 +377,9 @@ class Registry:
             return [str(self.root / program)], None
         if kind is EntryKind.CONFIG:
             return None, f"{where} is a JSON config, not a program"
-        if kind is EntryKind.UNSUPPORTED:
-            return None, f"{where}: {_NOT_SUPPORTED}"
-        return None, f"{where} is neither a *.py script nor executable (chmod +x)"
+        if kind is EntryKind.EXTENSION:
+            return self._extension_argv(program), None
+        return None, f"{where} is neither a *.py script, a C extension nor executable (chmod +x)"
 
     def _parse(self, filename: str, kind: EntryKind, st: _Stat) -> _Parsed:
         cached = self._parsed.get(filename)

@@ -8,6 +8,7 @@ loadable.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import signal
@@ -27,6 +28,7 @@ from supervisor.contract import (
 )
 
 from .config import ConfigRefused, Configurator
+from .extension import ExtensionError
 from .loader import load
 from .runner import Runner
 
@@ -41,6 +43,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--script", help="path of a Python file, loaded as a fresh module")
     target.add_argument("--module", help="dotted name of an importable module")
+    target.add_argument(
+        "--extension", help="path of a C extension: a .c compiled on first use, or a .so"
+    )
     return parser.parse_args(argv)
 
 
@@ -69,11 +74,14 @@ def _run(
 ) -> int:
     update = channels.hello()
     config, seq = (update.config, update.seq) if update is not None else (env.config, None)
-    target = args.script or args.module
+    target = args.script or args.module or args.extension
     try:
-        code = load(script=args.script, module=args.module)
-    except (Exception, SystemExit):
-        log.exception("cannot load %s", target)
+        code = load(script=args.script, module=args.module, extension=args.extension)
+    except ExtensionError as exc:  # the compiler's or the loader's words say it all
+        log.error("%s", exc)
+        return ExitCode.LOAD_ERROR
+    except (Exception, SystemExit) as exc:
+        log.exception("cannot load %s: %s: %s", target, type(exc).__name__, exc)
         if channels.has_log:  # the stderr handler has printed it already otherwise
             traceback.print_exc()
         return ExitCode.LOAD_ERROR
@@ -116,7 +124,10 @@ _IO_THREADS = 2
 def main(argv: list[str] | None = None) -> int:
     """Run the pipeline named on the command line; returns the exit code."""
     args = _parse_args(argv)
-    target = args.script or args.module
+    target = args.script or args.module or args.extension
+    # A crash in native code (a C extension's SIGSEGV) prints the Python stack on stderr, which
+    # the supervisor keeps in the instance's log next to the signal it reports.
+    faulthandler.enable()
     try:
         env = _read_env(target)
     except ValueError as exc:

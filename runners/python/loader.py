@@ -95,10 +95,23 @@ def find_entry(module: ModuleType, name: str) -> UserCode:
     raise LoadError(f"{name} defines none of {wanted}")
 
 
-def load(*, script: str | None = None, module: str | None = None) -> UserCode:
-    """Load a script by path or a module by name, and find its entry point."""
+def load(
+    *, script: str | None = None, module: str | None = None, extension: str | None = None
+) -> UserCode:
+    """Load a script by path, a module by name or a C extension by path; find its entry point.
+
+    Raises:
+        LoadError: no entry point, or nothing to load.
+        ExtensionError: the C extension does not compile or load (the message says why).
+    """
     if script is not None:
         return find_entry(load_script(script), script)
     if module is not None:
         return find_entry(load_module(module), module)
-    raise LoadError("neither a script nor a module to load")
+    if extension is not None:
+        from .extension import load_extension  # cffi only for the runners that need it
+
+        loaded = load_extension(extension)
+        configure = loaded.configure if loaded.has_configure else None
+        return UserCode(loaded.name, "camera", loaded.process_image, configure)
+    raise LoadError("neither a script, a module nor an extension to load")

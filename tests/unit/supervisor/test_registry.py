@@ -162,7 +162,7 @@ def test_script_shadows_same_stem_executable(root: Path, registry: Registry):
 
 
 def test_executable_shadows_same_stem_c_source(root: Path, registry: Registry):
-    """An executable built from beam.c is the entry 'beam', not the unsupported source."""
+    """A native program built from beam.c is the entry 'beam', not the source as an extension."""
     put(root, "beam.c", "int main(void) { return 0; }\n")
     put(root, "beam", "", executable=True)
     [entry] = registry.entries()
@@ -171,15 +171,27 @@ def test_executable_shadows_same_stem_c_source(root: Path, registry: Registry):
 
 
 @pytest.mark.parametrize("filename", ["beam.c", "libbeam.so"])
-def test_c_sources_and_shared_libraries_are_listed_as_unsupported(
+def test_c_sources_and_shared_libraries_run_as_extensions_of_the_python_runner(
     root: Path, registry: Registry, filename: str
 ):
-    """.c and .so files are listed as invalid, saying why."""
+    """.c and .so files are C extensions: the Python runner compiles or loads them."""
     put(root, filename)
     [entry] = registry.entries()
-    assert entry.kind is EntryKind.UNSUPPORTED
-    assert not entry.valid
-    assert entry.error == f"{filename}: C sources and shared libraries are not supported yet"
+    assert entry.kind is EntryKind.EXTENSION
+    assert entry.valid
+    assert entry.argv is not None
+    assert entry.argv[-2:] == ["--extension", str(root / filename)]
+    assert entry.argv[1:4] == ["-u", "-m", "runners.python"]
+
+
+def test_a_config_can_name_a_c_extension_as_its_program(root: Path, registry: Registry):
+    """{"program": "proj.c"} runs the extension with the config's defaults."""
+    put(root, "proj.c", "")
+    put(root, "cam_proj.json", '{"program": "proj.c", "parameters": {"threshold": 5}}')
+    entry = registry.get("cam_proj")
+    assert entry.valid, entry.error
+    assert entry.argv is not None
+    assert entry.argv[-2:] == ["--extension", str(root / "proj.c")]
 
 
 def test_other_files_are_ignored(root: Path, registry: Registry):
@@ -209,7 +221,6 @@ def test_other_files_are_ignored(root: Path, registry: Registry):
         ({"program": "lib.py"}, "beam.json: program 'lib.py' not found in the registry"),
         ({"program": "notes.txt"}, "beam.json: program 'notes.txt' is neither a *.py script"),
         ({"program": "other.json"}, "beam.json: program 'other.json' is a JSON config"),
-        ({"program": "fast.c"}, "beam.json: program 'fast.c': C sources and shared libraries"),
     ],
 )
 def test_broken_config_is_listed_with_its_error_beside_good_entries(
