@@ -24,6 +24,8 @@ from .views import ConfigResult, InstanceInfo, InstanceState, InstanceStats, Log
 
 __all__ = ["Instance", "InstanceHooks"]
 
+_LAST_ERROR_CHARS = 4000  # of a program's last error kept for the reason (a compiler's output)
+
 log = structlog.get_logger(__name__)
 
 
@@ -61,6 +63,7 @@ class Instance:
         self.restarts = 0
         self.crash_count = 0
         self.exit_status: ExitStatus | None = None
+        self.last_error: str | None = None  # the current run's last logged error
         self.next_start_at: float | None = None
         self.ready = False
         self.speaks_contract = False
@@ -123,8 +126,14 @@ class Instance:
         self.restarts += 1
         self.start()
 
+    def note_error(self, run: int, message: str) -> None:
+        """The program logged an error: kept, to say why if this run fails."""
+        if run == self.run:
+            self.last_error = message[:_LAST_ERROR_CHARS]
+
     def _spawn(self) -> None:
         self.run += 1
+        self.last_error = None
         self.ready = False
         self.speaks_contract = False
         self.routing_id = None
@@ -316,6 +325,21 @@ class Instance:
             self._json_key = key
         return self._json
 
+    def _reason(self) -> str:
+        """The reason, with what the program last logged as an error when its run failed.
+
+        Composed when asked, not at the exit: the record may arrive after the exit is seen."""
+        status = self.exit_status
+        if (
+            self.last_error
+            and self.process is None
+            and status is not None
+            and not status.success
+            and self.state in (InstanceState.BACKOFF, InstanceState.FAILED)
+        ):
+            return f"{self.reason}; it logged: {self.last_error}"
+        return self.reason
+
     def info(self) -> InstanceInfo:
         """A snapshot for the API (built without re-validating: every value is already typed)."""
         status = self.exit_status
@@ -324,7 +348,7 @@ class Instance:
             entry=self.entry,
             state=self.state,
             desired=self.desired,
-            reason=self.reason,
+            reason=self._reason(),
             pid=self.process.pid if self.process else None,
             run=self.run,
             restarts=self.restarts,

@@ -85,6 +85,9 @@ class LogHub:
         self._topics: set[bytes] = set()  # the subscribers' prefixes
         self._wanted: dict[str, bool] = {}  # instance -> some prefix matches (a cache)
         self._quiet: dict[str, asyncio.TimerHandle] = {}  # gaps waiting for quiet input
+        # Told of every error (or critical) record from the LOG channel, rate limit or not:
+        # (instance, run, message). The supervisor shows the last one in a failed run's reason.
+        self.on_error: Callable[[str, int, str], None] | None = None
 
     async def start(self, ctx: zmq.asyncio.Context | zmq.Context, host: str = "127.0.0.1") -> None:
         """Bind the LOG PULL and the PUB on ephemeral ports of ``host``; start receiving."""
@@ -229,6 +232,8 @@ class LogHub:
         except MessageError as exc:
             self._malformed(str(exc))
             return
+        if self.on_error is not None and record.level in ("error", "critical"):
+            self.on_error(record.instance, record.run, record.message)
         self.add(
             record.instance,
             record.run,

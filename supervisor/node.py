@@ -52,6 +52,7 @@ class Supervisor:
         self.settings = settings
         self.registry = Registry(settings.registry, max_upload_bytes=settings.max_upload_bytes)
         self.loghub = LogHub(capacity=settings.log_capacity, rate=settings.log_rate)
+        self.loghub.on_error = self._on_program_error
         assert settings.backgrounds is not None
         self.backgrounds = BackgroundStore(settings.backgrounds, settings.max_upload_bytes)
         self.started_at = time.time()
@@ -261,6 +262,11 @@ class Supervisor:
             instance.output_port = self._ports.acquire(instance.name, instance.spec.output.port)
             instance.stream_url = f"tcp://{self.settings.public_host}:{instance.output_port}"
         return True
+
+    def _on_program_error(self, name: str, run: int, message: str) -> None:
+        instance = self._instances.get(name)
+        if instance is not None:
+            instance.note_error(run, message)
 
     def _record(self, instance: Instance, level: str, message: str) -> None:
         self.loghub.add(instance.name, instance.run, "supervisor", message, level=level)

@@ -130,6 +130,28 @@ def test_a_ready_after_the_start_timer_replaces_the_no_ready_reason(tmp_path):
     assert after == (InstanceState.RUNNING, "ready")
 
 
+def test_a_failed_run_s_reason_quotes_the_last_error_it_logged(tmp_path):
+    """The last error record of the run joins the reason once the run has failed, even when it
+    arrives after the exit; one of an earlier run, or of a run that succeeded, does not."""
+    node = _Node("exit 4", tmp_path)
+
+    async def main():
+        instance = _instance(node, mode="never")
+        instance.start()
+        instance.note_error(0, "an earlier run's error")
+        await wait_until(lambda: instance.state == InstanceState.FAILED)
+        before = instance.info().reason
+        instance.note_error(1, "cannot compile x.c:\nx.c:3:12: error: 'nope' undeclared")
+        return before, instance.info().reason
+
+    before, after = run(main())
+    assert before == "exited with code 4; restart policy is never"
+    assert after == (
+        "exited with code 4; restart policy is never; "
+        "it logged: cannot compile x.c:\nx.c:3:12: error: 'nope' undeclared"
+    )
+
+
 def test_live_config_is_applied_on_ack_and_kept_on_error(tmp_path):
     """apply_config resolves by the program's ack or error for its sequence number."""
     node = _Node("exec sleep 30", tmp_path)
