@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runners.python.extension import HEADER, ExtensionError, load_extension
+from runners.python.extension import HEADER, Extension, ExtensionError, load_extension
 
 # Both projections of any integer image, through a macro per pixel type.
 PROJECTIONS = r"""
@@ -202,3 +202,29 @@ def test_a_shared_library_is_loaded_as_given(tmp_path: Path) -> None:
     assert not extension.has_configure
     with pytest.raises(ExtensionError, match="cannot load"):
         load_extension(write(tmp_path, "junk.so", "not a library"))
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Extension:
+    """runners/c/projections_ext.c, compiled once for the module."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PIPEVISOR_CACHE_DIR", str(tmp_path_factory.mktemp("example-cache")))
+        return load_extension(HEADER.parent / "projections_ext.c")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16])
+@pytest.mark.parametrize("shape", [(217, 131), (5, 3), (1, 1)])
+def test_the_example_extension_matches_numpy_exactly(example: Extension, dtype, shape) -> None:
+    """runners/c/projections_ext.c: profiles, min and max equal numpy's, with a threshold too."""
+    extension = example
+    info = np.iinfo(dtype)
+    image = np.random.default_rng(17).integers(info.min, info.max, shape, dtype, endpoint=True)
+    for threshold in (0, 50):
+        out = extension.process_image(image, 1, None, None, None, {"threshold": threshold})
+        kept = np.where(image < threshold, 0, image) if threshold else image
+        np.testing.assert_array_equal(out["x_profile"], kept.sum(axis=0, dtype=np.int64))
+        np.testing.assert_array_equal(out["y_profile"], kept.sum(axis=1, dtype=np.int64))
+        assert (out["min_value"], out["max_value"]) == (image.min(), image.max())
+        assert out["max_value"].dtype == dtype
+    with pytest.raises(ValueError, match="threshold must be a number from 0 to 65535, got -3"):
+        extension.configure({"threshold": -3})
