@@ -20,7 +20,8 @@
 #define LOG_HWM 1000
 #define CHANNEL_LINGER_MS 500 /* lets a last status, ack or log record leave at exit */
 #define MAX_FRAMES (1u << 20) /* a message with more frames is malformed (2 + 2N, N channels) */
-#define LOG_EVERY_S 1.0       /* at most one malformed-input or error line a second */
+#define LOG_WINDOW_S 1.0      /* malformed-input and error lines: at most a few a second */
+#define LOG_LINES_PER_WINDOW 3
 #define LAST_ERROR_MAX 2000   /* Status.last_error's max_length */
 
 /* The only global state: set by the SIGTERM/SIGINT handler, read by pv_program_next. */
@@ -37,7 +38,8 @@ static void on_signal(int sig)
 }
 
 typedef struct limiter {
-    double next;
+    double window; /* start of the current window */
+    int lines;     /* lines sent in it */
     unsigned long long suppressed;
 } limiter;
 
@@ -195,15 +197,20 @@ int pv_refuse(pv_program *p, const char *format, ...)
     return -1;
 }
 
-/* 1 when a rate-limited line may go out now; counts the ones held back. */
+/* 1 when a rate-limited line may go out now (a few a second, so that distinct reasons all show
+ * at once); counts the ones held back. */
 static int limiter_allow(limiter *l, unsigned long long *suppressed)
 {
     double now = monotonic();
-    if (now < l->next) {
+    if (now >= l->window + LOG_WINDOW_S) {
+        l->window = now;
+        l->lines = 0;
+    }
+    if (l->lines >= LOG_LINES_PER_WINDOW) {
         l->suppressed++;
         return 0;
     }
-    l->next = now + LOG_EVERY_S;
+    l->lines++;
     *suppressed = l->suppressed;
     l->suppressed = 0;
     return 1;
