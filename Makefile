@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8090
 
-.PHONY: install demo test lint format schemas bench clean
+.PHONY: install sysdeps native demo test lint format schemas bench clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -21,7 +21,20 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The C side (runners/c) links Debian's libzmq, jansson (JSON) and libmd (MD5 of bsread's data
+# header), built by gcc and make; its sanitizer build needs clang's runtimes only through gcc's
+# libasan/libubsan, which come with gcc. Installed with apt-get when pkg-config misses one.
+C_PACKAGES := libzmq3-dev libjansson-dev libmd-dev pkg-config gcc make
+sysdeps:
+	@pkg-config --exists libzmq jansson libmd 2>/dev/null && command -v gcc >/dev/null || \
+		{ command -v apt-get >/dev/null || { echo "install: $(C_PACKAGES)"; exit 1; }; \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(C_PACKAGES); }
+
+## The C library and the example native program.
+native: sysdeps
+	$(MAKE) -C runners/c
+
+install: $(STAMP) native
 
 ## The supervisor with a simulated camera and a beam-profile pipeline (Ctrl-C stops everything).
 demo: install
@@ -51,3 +64,4 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	$(MAKE) -C runners/c clean

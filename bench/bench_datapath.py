@@ -1,17 +1,21 @@
-"""Data path: a passthrough Python-runner pipeline on 2560x2160 uint16 frames vs raw ZMQ.
+"""Data path: passthrough pipelines (C library, Python runner) on 2560x2160 uint16 vs raw ZMQ.
 
-feeder PUSH --> [runner: PULL -> decode -> process(data) -> encode -> PUSH] --> sink PULL
-feeder PUSH --> [raw relay: PULL -> PUSH, zero-copy, nothing else] ----------> sink PULL  (baseline)
-feeder PUSH --------------------------------------------------------------> sink PULL  (baseline)
+feeder PUSH --> [C program: PULL -> decode -> forward (shared frames) -> PUSH] --> sink PULL
+feeder PUSH --> [runner: PULL -> decode -> process(data) -> encode -> PUSH] ------> sink PULL
+feeder PUSH --> [raw relay: PULL -> PUSH, zero-copy, nothing else] -------------> sink PULL
+feeder PUSH -----------------------------------------------------------------> sink PULL
 
-The feeder sends bsread messages built by our Encoder (the image is referenced, never copied)
-as fast as the next hop takes them: a blocking PUSH at the high-water mark is the backpressure.
-The sink counts messages and reads the pulse id of each, so a gap is a message the runner
-dropped (latest-wins on input, or a full output). The figure is frames delivered at the sink
-per second; drops are reported apart. Every set-up has the same frames, HWM and sink; they are
-interleaved in rounds (raw, relay, runner, copy, raw, relay, ...) and each figure is the median
-of its rounds. The raw relay has the runner's topology (two loopback hops), so
-``ratio_vs_relay`` is what the runner itself costs; ``ratio_vs_one_hop`` is the issue's ratio.
+The C program is ``runners/c/build/passthrough`` (``make -C runners/c``): the C library's
+decoder and encoder, every value forwarded without a copy (``pv_program_hold``). The feeder
+sends bsread messages built by our Encoder (the image is referenced, never copied) as fast as
+the next hop takes them: a blocking PUSH at the high-water mark is the backpressure. The sink
+counts messages and reads the pulse id of each, so a gap is a message a pipeline dropped (its
+input queue overflowing, or a full output). The figure is frames delivered at the sink per
+second; drops are reported apart. Every set-up has the same frames, HWM and sink (the C
+library's own HWMs are 4 in and 10 out); they are interleaved in rounds (raw, relay, native,
+runner, copy, raw, ...) and each figure is the median of its rounds. The raw relay has the
+pipelines' topology (two loopback hops), so ``*_vs_relay`` is what a pipeline itself costs;
+``*_vs_one_hop`` compares with a single raw PUSH->PULL.
 
 No copy of the image in the runner: the runner's main thread (the Python loop: receive,
 decode, call, encode, send) must spend less CPU per frame than one memcpy of the image
@@ -53,7 +57,8 @@ def process(data, pulse_id, timestamp, parameters):
 """
 SCRIPTS = {"runner": "passthrough.py", "copy": "one_copy.py"}
 RELAY = ROOT / "bench" / "_relay.py"
-KINDS = ("raw", "relay", "runner", "copy")
+NATIVE = ROOT / "runners" / "c" / "build" / "passthrough"  # make -C runners/c
+KINDS = ("raw", "relay", "native", "runner", "copy")
 
 
 class Feeder(threading.Thread):
@@ -138,6 +143,16 @@ def _start_middle(
     """The process between feeder and sink: the raw relay, or the runner with a script."""
     if kind == "relay":
         cmd, env = [PYTHON, str(RELAY), feed_url, out_url, str(hwm)], dict(os.environ)
+    elif kind == "native":  # the C library's passthrough: the same contract, no Python
+        contract = ContractEnv(
+            instance="passthrough",
+            run=1,
+            data_url=feed_url,
+            data_mode=SocketMode.PULL,
+            output_url=out_url,
+            output_mode=SocketMode.PUSH,
+        )
+        cmd, env = [str(NATIVE)], {**os.environ, **contract.to_environ()}
     else:
         contract = ContractEnv(
             instance="passthrough",
@@ -333,6 +348,7 @@ def main() -> None:
     labels = {
         "raw": "raw PUSH->PULL (one hop)",
         "relay": "raw relay (two hops)",
+        "native": "C program passthrough",
         "runner": "runner passthrough",
         "copy": "runner, one copy (control)",
     }
@@ -355,6 +371,20 @@ def main() -> None:
     ]
     per_relay = " ".join(f"{a:.2f}" for a, _ in paired)
     per_one_hop = " ".join(f"{o:.2f}" for _, o in paired)
+    native = [
+        (n["fps"] / a["fps"], n["fps"] / o["fps"])
+        for n, a, o in zip(results["native"], results["relay"], results["raw"], strict=True)
+    ]
+    native_vs_relay = fps["native"] / fps["relay"]
+    native_vs_one_hop = fps["native"] / fps["raw"]
+    print(
+        f"C program / raw relay: {native_vs_relay:.2f} "
+        f"(per round: {' '.join(f'{a:.2f}' for a, _ in native)})"
+    )
+    print(
+        f"C program / one raw hop: {native_vs_one_hop:.2f} "
+        f"(per round: {' '.join(f'{o:.2f}' for _, o in native)})"
+    )
     print(f"runner / raw relay: {vs_relay:.2f} (per round: {per_relay})")
     print(f"runner / one raw hop: {vs_one_hop:.2f} (per round: {per_one_hop})")
     share = drops / max(1.0, drops + pooled("runner", "frames"))
@@ -381,7 +411,9 @@ def main() -> None:
         print(f"WARNING: {short:.0f} messages arrived with a wrong image size")
     print(f"cleanup: {clean}")
     print(
-        f"RESULT runner_fps={fps['runner']:.1f} relay_fps={fps['relay']:.1f} "
+        f"RESULT native_fps={fps['native']:.1f} native_vs_relay={native_vs_relay:.2f} "
+        f"native_vs_one_hop={native_vs_one_hop:.2f} "
+        f"runner_fps={fps['runner']:.1f} relay_fps={fps['relay']:.1f} "
         f"raw_fps={fps['raw']:.1f} ratio_vs_relay={vs_relay:.2f} "
         f"ratio_vs_one_hop={vs_one_hop:.2f} target=0.7 runner_drops={drops:.0f} "
         f"runner_main_cpu_ms_per_frame={main_ms:.3f} memcpy_ms_per_frame={copy_s * 1e3:.3f} "

@@ -220,6 +220,14 @@ int pv_program_next(pv_program *program, const pv_message **message, int timeout
 int pv_send(pv_program *program, const pv_value *values, size_t nvalues, uint64_t pulse_id,
             int64_t sec, int64_t ns);
 
+/* Describe a channel of the current input message as a value to send, without copying it: the
+ * output frame shares the received frame's memory (a reference held until ZMQ has sent it), so
+ * forwarding an image costs no memcpy. Returns 1 when the value is shared that way, 0 when it
+ * will be copied by pv_send (a missing value, a string, or bytes the decoder had to swap or
+ * realign). Either way *value is ready for pv_send; give it to exactly one pv_send (or
+ * pv_encode), which takes the hold. */
+int pv_program_hold(pv_program *program, const pv_channel *channel, pv_value *value);
+
 /* Close the sockets after a last status, restore the signal handlers and free everything. */
 void pv_program_close(pv_program *program);
 

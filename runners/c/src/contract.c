@@ -19,6 +19,7 @@
 #define CONFIG_HWM 100
 #define LOG_HWM 1000
 #define CHANNEL_LINGER_MS 500 /* lets a last status, ack or log record leave at exit */
+#define IO_THREADS 2          /* ZMQ I/O threads: DATA and OUTPUT move bytes on two cores */
 #define MAX_FRAMES (1u << 20) /* a message with more frames is malformed (2 + 2N, N channels) */
 #define LOG_WINDOW_S 1.0      /* malformed-input and error lines: at most a few a second */
 #define LOG_LINES_PER_WINDOW 3
@@ -413,6 +414,9 @@ static int open_contract(pv_program *p, json_t **initial)
         pv_set_error(p->error, "cannot make a ZMQ context");
         return -1;
     }
+    /* DATA and OUTPUT each get an I/O thread, as in the Python runner: a frame is received
+     * while the previous one is sent, on two cores. Set before the first socket. */
+    zmq_ctx_set(p->context, ZMQ_IO_THREADS, IO_THREADS);
     if (instance != NULL) { /* standalone programs have no supervisor to talk to */
         if ((text = env("PIPEVISOR_LOG_URL")) != NULL &&
             (p->log = open_socket(p, ZMQ_PUSH, text, 0, ZMQ_SNDHWM, LOG_HWM,
@@ -713,6 +717,48 @@ int pv_send(pv_program *p, const pv_value *values, size_t n, uint64_t pulse_id, 
     p->messages_out++;
     p->bytes_out += (unsigned long long)sent;
     return 0;
+}
+
+/* The zero-copy hold on a received frame: ZMQ calls this from its I/O thread once the output
+ * frame that referenced it has been sent. */
+static void release_held(void *data, void *hint)
+{
+    (void)data;
+    zmq_msg_close(hint);
+    free(hint);
+}
+
+int pv_program_hold(pv_program *p, const pv_channel *channel, pv_value *value)
+{
+    memset(value, 0, sizeof *value);
+    value->name = channel->name;
+    value->type = channel->type;
+    value->ndim = channel->ndim;
+    memcpy(value->shape, channel->shape, sizeof value->shape);
+    value->data = channel->data;
+    value->nbytes = channel->data != NULL ? channel->nbytes : 0;
+    if (channel->data == NULL || channel->type == PV_TYPE_STRING)
+        return 0; /* missing, or a string: the encoder copies it */
+    const char *at = channel->data;
+    for (size_t i = 0; i < p->nframes; i++) {
+        const char *start = p->views[i].data;
+        if (at < start || at + channel->nbytes > start + p->views[i].size)
+            continue;
+        zmq_msg_t *held = malloc(sizeof *held);
+        if (held == NULL)
+            return 0; /* the encoder copies it */
+        zmq_msg_init(held);
+        if (zmq_msg_copy(held, &p->frames[i]) != 0) {
+            zmq_msg_close(held);
+            free(held);
+            return 0;
+        }
+        value->data = (const char *)zmq_msg_data(held) + (at - start);
+        value->free_fn = release_held;
+        value->hint = held;
+        return 1;
+    }
+    return 0; /* in the decoder's memory (swapped or realigned): the encoder copies it */
 }
 
 void pv_program_stop(pv_program *p)

@@ -27,6 +27,7 @@ from supervisor.contract.bsread import Decoder, Encoder, Message
 REPO = Path(__file__).resolve().parents[4]
 C_DIR = REPO / "runners" / "c"
 PROGRAM = C_DIR / "build" / "threshold_projections"
+PASSTHROUGH = C_DIR / "build" / "passthrough"
 DEADLINE = 10.0
 H, W = 48, 64
 PROBE_PULSE = 1_000_000  # pulse ids from here on are probes, skipped by receive()
@@ -66,7 +67,8 @@ class _Frames:
 class FakeSupervisor:
     """The supervisor's side of the contract for one threshold_projections process."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], program: Path = PROGRAM) -> None:
+        self.program = program
         self.context = zmq.Context()
         self.router = self._bind(zmq.ROUTER)
         self.logs_socket = self._bind(zmq.PULL)
@@ -93,7 +95,7 @@ class FakeSupervisor:
             "PIPEVISOR_LOG_URL": self._endpoint(self.logs_socket),
             "PIPEVISOR_STATUS_INTERVAL": "0.2",
         }
-        self.process = subprocess.Popen([str(PROGRAM)], env=env, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen([str(program)], env=env, stderr=subprocess.PIPE)
 
     def _bind(self, kind: int) -> zmq.Socket:
         sock = self.context.socket(kind)
@@ -132,7 +134,7 @@ class FakeSupervisor:
         hello = self.expect("hello")
         assert hello.contract == 1
         assert hello.pid == self.process.pid
-        assert hello.program.startswith("threshold_projections")
+        assert hello.program.startswith(self.program.name)
         self.send_config(0, config)
         self.expect("config_ack", seq=0)
         ready = self.expect("ready")
@@ -308,5 +310,33 @@ def test_refused_initial_config_exits_3() -> None:
         assert "'threshold'" in error.message
         assert "[1]" in error.message
         assert fake.process.wait(timeout=DEADLINE) == 3
+    finally:
+        fake.close()
+
+
+def test_passthrough_forwards_every_channel_exactly() -> None:
+    """build/passthrough: values, types, shapes, missing values and strings come back as sent;
+    big-endian values (which the decoder swaps, so they are copied) too."""
+    fake = FakeSupervisor({}, program=PASSTHROUGH)
+    try:
+        fake.start({})
+        image = np.arange(H * W, dtype=np.uint16).reshape(H, W)
+        big = np.arange(6, dtype=">i4").reshape(2, 3)
+        for pulse_id in range(20, 23):
+            fake.send_image(image + pulse_id, pulse_id, big=big, name="cam é", gone=None)
+            message, psi = fake.receive()
+            assert message.pulse_id == pulse_id
+            assert list(message.data) == ["image", "big", "name", "gone"]
+            np.testing.assert_array_equal(message.data["image"], image + pulse_id)
+            assert message.data["image"].dtype == np.uint16
+            np.testing.assert_array_equal(message.data["big"], big)
+            assert message.data["name"] == "cam é"
+            assert message.data["gone"] is None
+            np.testing.assert_array_equal(psi.data["image"].value, image + pulse_id)
+        status = fake.expect("status")
+        while status.messages_out < 4:  # the three and an answered probe (earlier ones drop)
+            status = fake.expect("status")
+        assert (status.malformed, status.errors) == (0, 0)
+        assert status.messages_in == status.messages_out + status.output_drops
     finally:
         fake.close()
