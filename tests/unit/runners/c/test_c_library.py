@@ -27,7 +27,6 @@ from supervisor.contract.bsread import Decoder, Encoder, Message
 REPO = Path(__file__).resolve().parents[4]
 C_DIR = REPO / "runners" / "c"
 PROGRAM = C_DIR / "build" / "threshold_projections"
-PASSTHROUGH = C_DIR / "build" / "passthrough"
 DEADLINE = 10.0
 H, W = 48, 64
 PROBE_PULSE = 1_000_000  # pulse ids from here on are probes, skipped by receive()
@@ -35,8 +34,13 @@ PROBE_PULSE = 1_000_000  # pulse ids from here on are probes, skipped by receive
 
 @pytest.fixture(scope="module", autouse=True)
 def _built() -> None:
-    """Build the library and the example once for the module."""
-    subprocess.run(["make", "-s", "-C", str(C_DIR)], check=True, capture_output=True, timeout=120)
+    """Build the library and the examples, plain and sanitized, once for the module."""
+    subprocess.run(
+        ["make", "-s", "-C", str(C_DIR), "all", "sanitize"],
+        check=True,
+        capture_output=True,
+        timeout=240,
+    )
 
 
 def thresholded(image: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -314,10 +318,12 @@ def test_refused_initial_config_exits_3() -> None:
         fake.close()
 
 
-def test_passthrough_forwards_every_channel_exactly() -> None:
-    """build/passthrough: values, types, shapes, missing values and strings come back as sent;
-    big-endian values (which the decoder swaps, so they are copied) too."""
-    fake = FakeSupervisor({}, program=PASSTHROUGH)
+@pytest.mark.parametrize("build", ["build", "build/sanitize"])
+def test_passthrough_forwards_every_channel_exactly(build: str) -> None:
+    """passthrough: values, types, shapes, missing values and strings come back as sent;
+    big-endian values (which the decoder swaps, so they are copied) too. The ASan+UBSan build
+    exits 0 after SIGTERM: no leak of the frames it shared, no error."""
+    fake = FakeSupervisor({}, program=C_DIR / build / "passthrough")
     try:
         fake.start({})
         image = np.arange(H * W, dtype=np.uint16).reshape(H, W)
@@ -338,5 +344,7 @@ def test_passthrough_forwards_every_channel_exactly() -> None:
             status = fake.expect("status")
         assert (status.malformed, status.errors) == (0, 0)
         assert status.messages_in == status.messages_out + status.output_drops
+        fake.process.send_signal(signal.SIGTERM)
+        assert fake.process.wait(timeout=DEADLINE) == 0, fake.process.stderr.read().decode()
     finally:
         fake.close()
