@@ -19,6 +19,7 @@
 #define CONFIG_HWM 100
 #define LOG_HWM 1000
 #define CHANNEL_LINGER_MS 500 /* lets a last status, ack or log record leave at exit */
+#define DEFAULT_OUTPUT_WAIT 1.0 /* seconds, as the Python runner's output_wait */
 #define IO_THREADS 2          /* ZMQ I/O threads: DATA and OUTPUT move bytes on two cores */
 #define MAX_FRAMES (1u << 20) /* a message with more frames is malformed (2 + 2N, N channels) */
 #define LOG_WINDOW_S 1.0      /* malformed-input and error lines: at most a few a second */
@@ -72,9 +73,16 @@ struct pv_program {
     pv_message message;
     int stop;
     int ready; /* ready was sent: close sends a last status */
+    int push_output;   /* OUTPUT is a PUSH: a connected consumer gets backpressure */
+    void *monitor;     /* PAIR reading OUTPUT's monitor events: the connected clients */
+    int *peers;        /* file descriptors of the connected clients */
+    size_t npeers, peers_size;
+    double output_wait; /* seconds a PUSH waits for a connected consumer ("output_wait") */
     struct sigaction old_term, old_int;
     char error[PV_ERROR_SIZE];
 };
+
+static void update_clients(pv_program *p);
 
 static double monotonic(void)
 {
@@ -252,6 +260,10 @@ static void send_status(pv_program *p)
         (json_int_t)p->errors, "malformed", (json_int_t)p->malformed, "log_drops",
         (json_int_t)p->log_drops, "processing_time_avg", avg, "processing_time_max",
         p->time_max, "clients");
+    if (status != NULL && p->monitor != NULL) {
+        update_clients(p);
+        json_object_set_new(status, "clients", json_integer((json_int_t)p->npeers));
+    }
     if (status != NULL) {
         json_object_set_new(status, "last_pulse_id",
                             p->has_pulse ? json_integer((json_int_t)p->last_pulse_id)
@@ -269,6 +281,19 @@ static int apply_config(pv_program *p, json_t *config)
 {
     free(p->refusal);
     p->refusal = NULL;
+    /* The library's own key, as the Python runner's option of the same name. */
+    double output_wait = DEFAULT_OUTPUT_WAIT;
+    const json_t *wait = json_object_get(config, "output_wait");
+    if (wait != NULL && !json_is_null(wait)) {
+        output_wait = json_is_number(wait) ? json_number_value(wait) : -1;
+        if (!(output_wait >= 0) || output_wait > 3600) {
+            char *text = json_dumps(wait, JSON_ENCODE_ANY | JSON_COMPACT);
+            pv_refuse(p, "config key 'output_wait' must be a number of seconds from 0 to 3600, "
+                         "got %.200s", text != NULL ? text : "?");
+            free(text);
+            return -1;
+        }
+    }
     if (p->configure != NULL && p->configure(p, config, p->user) != 0) {
         if (p->refusal == NULL)
             p->refusal = strdup("the program refused the configuration");
@@ -277,6 +302,7 @@ static int apply_config(pv_program *p, json_t *config)
     json_incref(config);
     json_decref(p->config_json);
     p->config_json = config;
+    p->output_wait = output_wait;
     return 0;
 }
 
@@ -347,6 +373,75 @@ static const char *env(const char *name)
     return value != NULL && value[0] != '\0' ? value : NULL;
 }
 
+/* Watch a socket that is about to bind, so no early client is missed. 0, or -1. */
+static int monitor_clients(pv_program *p, void *socket)
+{
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "inproc://pipevisor-output-monitor-%p", (void *)p);
+    if (zmq_socket_monitor(socket, endpoint,
+                           ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED) != 0)
+        return -1;
+    p->monitor = zmq_socket(p->context, ZMQ_PAIR);
+    if (p->monitor == NULL || zmq_connect(p->monitor, endpoint) != 0) {
+        if (p->monitor != NULL)
+            zmq_close(p->monitor);
+        p->monitor = NULL;
+        zmq_socket_monitor(socket, NULL, 0);
+        return -1;
+    }
+    int linger = 0;
+    zmq_setsockopt(p->monitor, ZMQ_LINGER, &linger, sizeof linger);
+    return 0;
+}
+
+/* Read the pending monitor events; never blocks. Clients are tracked by file descriptor, so a
+ * disconnect never counts twice; the listener closing forgets them all. */
+static void update_clients(pv_program *p)
+{
+    if (p->monitor == NULL)
+        return;
+    for (;;) {
+        zmq_msg_t event, address;
+        zmq_msg_init(&event);
+        if (zmq_msg_recv(&event, p->monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&event);
+            return;
+        }
+        uint16_t kind = 0;
+        uint32_t fd = 0;
+        if (zmq_msg_size(&event) >= 6) {
+            memcpy(&kind, zmq_msg_data(&event), 2);
+            memcpy(&fd, (const char *)zmq_msg_data(&event) + 2, 4);
+        }
+        int more = zmq_msg_more(&event);
+        zmq_msg_close(&event);
+        if (more) { /* the endpoint frame */
+            zmq_msg_init(&address);
+            zmq_msg_recv(&address, p->monitor, 0);
+            zmq_msg_close(&address);
+        }
+        if (kind == ZMQ_EVENT_ACCEPTED) {
+            if (p->npeers == p->peers_size) {
+                size_t size = p->peers_size ? 2 * p->peers_size : 8;
+                int *peers = realloc(p->peers, size * sizeof *peers);
+                if (peers == NULL)
+                    continue; /* not counted: only the wait and the status see it */
+                p->peers = peers;
+                p->peers_size = size;
+            }
+            p->peers[p->npeers++] = (int)fd;
+        } else if (kind == ZMQ_EVENT_DISCONNECTED) {
+            for (size_t i = 0; i < p->npeers; i++)
+                if (p->peers[i] == (int)fd) {
+                    p->peers[i] = p->peers[--p->npeers];
+                    break;
+                }
+        } else if (kind == ZMQ_EVENT_CLOSED) {
+            p->npeers = 0;
+        }
+    }
+}
+
 static void *open_socket(pv_program *p, int type, const char *url, int bind, int hwm_option,
                          int hwm, int linger)
 {
@@ -359,6 +454,11 @@ static void *open_socket(pv_program *p, int type, const char *url, int bind, int
     zmq_setsockopt(socket, hwm_option, &hwm, sizeof hwm);
     if (type == ZMQ_SUB)
         zmq_setsockopt(socket, ZMQ_SUBSCRIBE, "", 0);
+    if (bind && monitor_clients(p, socket) != 0) {
+        pv_set_error(p->error, "cannot monitor the clients of %s: %s", url, zmq_strerror(errno));
+        zmq_close(socket);
+        return NULL;
+    }
     if ((bind ? zmq_bind(socket, url) : zmq_connect(socket, url)) != 0) {
         pv_set_error(p->error, "cannot %s %s: %s", bind ? "bind" : "connect to", url,
                      zmq_strerror(errno));
@@ -433,6 +533,7 @@ static int open_contract(pv_program *p, json_t **initial)
     if ((text = env("PIPEVISOR_OUTPUT_URL")) != NULL) {
         if ((p->output = open_socket(p, output_type, text, 1, ZMQ_SNDHWM, OUTPUT_HWM, 0)) == NULL)
             return -1;
+        p->push_output = output_type == ZMQ_PUSH;
         char bound[1024];
         size_t size = sizeof bound;
         if (zmq_getsockopt(p->output, ZMQ_LAST_ENDPOINT, bound, &size) != 0)
@@ -704,6 +805,14 @@ int pv_send(pv_program *p, const pv_value *values, size_t n, uint64_t pulse_id, 
         pv_encoder_discard(p->encoder); /* no output configured: nothing to send to */
         return 0;
     }
+    if (p->push_output && p->output_wait > 0) {
+        /* A connected consumer (a writer) is lossless: wait for it, bounded so configuration
+         * and status still flow. With no consumer nothing waits: never frozen. */
+        update_clients(p);
+        zmq_pollitem_t item = {p->output, 0, ZMQ_POLLOUT, 0};
+        if (p->npeers > 0 && zmq_poll(&item, 1, 0) == 0)
+            zmq_poll(&item, 1, (long)(p->output_wait * 1000));
+    }
     long long sent = pv_encoder_send(p->encoder, p->output, ZMQ_DONTWAIT);
     if (sent < 0) {
         pv_set_error(p->error, "%s", pv_encoder_error(p->encoder));
@@ -773,6 +882,10 @@ void pv_program_close(pv_program *p)
     release_input(p);
     if (p->ready)
         send_status(p); /* the final counters */
+    if (p->monitor != NULL) {
+        zmq_socket_monitor(p->output, NULL, 0);
+        zmq_close(p->monitor);
+    }
     void *sockets[] = {p->data, p->output, p->config, p->log};
     for (size_t i = 0; i < sizeof sockets / sizeof *sockets; i++)
         if (sockets[i] != NULL)
@@ -792,6 +905,7 @@ void pv_program_close(pv_program *p)
     free(p->output_url);
     free(p->refusal);
     free(p->last_error);
+    free(p->peers);
     free(p);
 }
 

@@ -133,7 +133,7 @@ class FakeSupervisor:
         frame = json.dumps({"kind": "config", "seq": seq, "config": config}).encode()
         self.router.send_multipart([self.identity, frame])
 
-    def start(self, config: dict[str, Any]) -> None:
+    def start(self, config: dict[str, Any], output_hwm: int = 1000) -> None:
         """Answer hello with the configuration, wait for ack and ready, connect the output."""
         hello = self.expect("hello")
         assert hello.contract == 1
@@ -144,6 +144,7 @@ class FakeSupervisor:
         ready = self.expect("ready")
         self.output = self.context.socket(zmq.PULL)
         self.output.setsockopt(zmq.LINGER, 0)
+        self.output.setsockopt(zmq.RCVHWM, output_hwm)
         self.output.connect(ready.output_url)
         self._wait_output_connected()
 
@@ -346,5 +347,43 @@ def test_passthrough_forwards_every_channel_exactly(build: str) -> None:
         assert status.messages_in == status.messages_out + status.output_drops
         fake.process.send_signal(signal.SIGTERM)
         assert fake.process.wait(timeout=DEADLINE) == 0, fake.process.stderr.read().decode()
+    finally:
+        fake.close()
+
+
+def test_a_connected_push_consumer_gets_every_message_and_is_counted() -> None:
+    """A slow PUSH consumer gets backpressure, not drops (output_wait), and shows in clients.
+
+    40 images of 8 MB are queued at once and read one every 20 ms by a consumer that holds one
+    message in ZMQ: without the wait, what the TCP buffers and ZMQ's queues cannot hold (about
+    a dozen such images) would be dropped."""
+    fake = FakeSupervisor({}, program=C_DIR / "build" / "passthrough")
+    try:
+        fake.start({}, output_hwm=1)
+        image = np.zeros((2000, 2000), np.uint16)
+        for pulse_id in range(100, 140):
+            fake.send_image(image, pulse_id)
+        received = []
+        for _ in range(40):
+            received.append(fake.receive()[0].pulse_id)
+            time.sleep(0.02)  # the slow consumer (a writer), not a wait for readiness
+        assert received == list(range(100, 140))
+        status = fake.expect("status")
+        while status.messages_out < 41:
+            status = fake.expect("status")
+        assert status.clients == 1
+    finally:
+        fake.close()
+
+
+def test_a_bad_output_wait_is_refused_by_the_library() -> None:
+    """output_wait is the library's own key: a bad value is a config_error quoting it."""
+    fake = FakeSupervisor({}, program=C_DIR / "build" / "passthrough")
+    try:
+        fake.start({})
+        fake.send_config(1, {"output_wait": "long"})
+        error = fake.expect("config_error", seq=1)
+        assert "config key 'output_wait' must be a number of seconds" in error.message
+        assert '"long"' in error.message
     finally:
         fake.close()
