@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import structlog
 
-from .contract import ContractEnv
+from .contract import ContractEnv, EnvVar
 from .guard import SESSION_VAR, kill_run
 from .instance import Instance
 from .loghub import LogHub
@@ -62,8 +62,13 @@ class Spawner:
         extra_env: Mapping[str, str],
     ) -> ProgramProcess:
         """Start ``argv`` for ``instance`` with the contract in its environment."""
-        # The supervisor's own PIPEVISOR_* settings (its API token above all) stay with it.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PIPEVISOR_")}
+        # The supervisor's own PIPEVISOR_* settings (its API token above all) stay with it;
+        # only the cache of compiled code is shared with the programs.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("PIPEVISOR_") or k == EnvVar.CACHE_DIR
+        }
         env.update(extra_env)
         env.update(contract.to_environ())
         env[SESSION_VAR] = self.session

@@ -2,11 +2,12 @@
 
 The compiled module lives in ``<cache>/beam_metrics-<key>/``, where the key hashes the C
 sources, the cdef, the compiler flags and the interpreter's extension ABI, so an edit or another
-Python never loads a stale build. The cache is ``$PIPEVISOR_CACHE_DIR``, else
-``$XDG_CACHE_HOME/pipevisor``, else ``~/.cache/pipevisor``. A build happens in a private
-temporary folder that is renamed into place, so processes compiling at once never see half a
-module. Without a working compiler numpy and scipy take over, after one logged warning, with the
-same numbers (integer sums are exact in any order; the fits are then curve_fit's own).
+Python never loads a stale build. The cache is the contract's ``native_cache_dir()``
+(``$PIPEVISOR_CACHE_DIR``, passed on by the supervisor, else the user's cache). A build happens
+in a private temporary folder that is renamed into place, so processes compiling at once never
+see half a module. Without a working compiler numpy and scipy take over, after one logged
+warning, with the same numbers (integer sums are exact in any order; the fits are then
+curve_fit's own).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from typing import Any, NamedTuple
 
 import cffi
 import numpy as np
+
+from supervisor.contract import native_cache_dir
 
 __all__ = ["DEFAULT", "Profiles", "cache_root", "exp_mode", "kernels", "load", "profiles"]
 
@@ -72,12 +75,8 @@ class Profiles(NamedTuple):
 
 
 def cache_root() -> Path:
-    """The folder native builds are cached in (see the module docstring)."""
-    if path := os.environ.get("PIPEVISOR_CACHE_DIR"):
-        return Path(path)
-    if xdg := os.environ.get("XDG_CACHE_HOME"):
-        return Path(xdg) / "pipevisor"
-    return Path.home() / ".cache" / "pipevisor"
+    """The folder native builds are cached in: the contract's :func:`native_cache_dir`."""
+    return native_cache_dir()
 
 
 def _key(source: str) -> str:

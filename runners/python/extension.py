@@ -9,10 +9,10 @@ A ``.c`` file is compiled in API mode, with the header included before it and ``
 compiler messages name the user's file and lines. The module is cached in
 ``<cache>/extensions/<stem>-<key>/``, where the key hashes the source, the header, the flags,
 the interpreter's extension suffix and cffi's version: an edit recompiles, a restart does not.
-The cache folder is ``$PIPEVISOR_CACHE_DIR``, else ``$XDG_CACHE_HOME/pipevisor``, else
-``~/.cache/pipevisor``. A build happens in a private temporary folder renamed into place, so
-instances compiling the same source at once never load half a module. A compile error raises
-:class:`ExtensionError` with the compiler's output.
+The cache folder is the contract's ``native_cache_dir()`` (``$PIPEVISOR_CACHE_DIR``, passed on
+by the supervisor, else the user's cache). A build happens in a private temporary folder renamed
+into place, so instances compiling the same source at once never load half a module. A compile
+error raises :class:`ExtensionError` with the compiler's output.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from supervisor.contract import native_cache_dir
 
 __all__ = ["HEADER", "Extension", "ExtensionError", "load_extension"]
 
@@ -120,15 +122,6 @@ int pv__configure(const pv_ext *ext) { return pv_configure(ext); }
 
 class ExtensionError(Exception):
     """A C extension cannot be built or loaded, or one of its calls failed; says why."""
-
-
-def cache_root() -> Path:
-    """The folder compiled extensions are cached in (see the module docstring)."""
-    if path := os.environ.get("PIPEVISOR_CACHE_DIR"):
-        return Path(path)
-    if xdg := os.environ.get("XDG_CACHE_HOME"):
-        return Path(xdg) / "pipevisor"
-    return Path.home() / ".cache" / "pipevisor"
 
 
 def _key(source: str) -> str:
@@ -394,7 +387,7 @@ def load_extension(path: str | Path) -> Extension:
         key = _key(file.read_text(errors="replace"))
         stem = "".join(c if c.isalnum() else "_" for c in file.stem)
         module_name = f"_pipevisor_ext_{stem}_{key}"
-        final = cache_root() / "extensions" / f"{stem}-{key}"
+        final = native_cache_dir() / "extensions" / f"{stem}-{key}"
         built = final / f"{module_name}{_EXT_SUFFIX}"
         if built.is_file():
             log.info("%s: compiled module from the cache (%s)", file.name, final)

@@ -4,7 +4,7 @@ See CONTRACT.md in this folder. This package imports no supervisor code: program
 """
 
 from .base import StrictModel
-from .env import CONTRACT_VERSION, ContractEnv, EnvVar, SocketMode
+from .env import CONTRACT_VERSION, ContractEnv, EnvVar, SocketMode, native_cache_dir
 from .messages import (
     ConfigAck,
     ConfigError,
@@ -41,6 +41,7 @@ __all__ = [
     "Status",
     "StrictModel",
     "dump_message",
+    "native_cache_dir",
     "parse_log_record",
     "parse_program_message",
     "parse_supervisor_message",

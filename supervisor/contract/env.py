@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Mapping
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -17,6 +18,7 @@ __all__ = [
     "ContractEnv",
     "EnvVar",
     "SocketMode",
+    "native_cache_dir",
 ]
 
 CONTRACT_VERSION = 1
@@ -37,6 +39,7 @@ class EnvVar(StrEnum):
     LOG_URL = "PIPEVISOR_LOG_URL"
     STATUS_INTERVAL = "PIPEVISOR_STATUS_INTERVAL"
     BACKGROUNDS = "PIPEVISOR_BACKGROUNDS"
+    CACHE_DIR = "PIPEVISOR_CACHE_DIR"  # optional, passed through from the supervisor's own
 
 
 class SocketMode(StrEnum):
@@ -125,3 +128,16 @@ class ContractEnv(StrictModel):
             EnvVar.STATUS_INTERVAL: repr(self.status_interval),
             EnvVar.BACKGROUNDS: self.backgrounds or "",
         }
+
+
+def native_cache_dir() -> Path:
+    """Where programs cache what they compile (C extensions, native kernels).
+
+    ``$PIPEVISOR_CACHE_DIR`` (the supervisor passes its own on to every program), else
+    ``$XDG_CACHE_HOME/pipevisor``, else ``~/.cache/pipevisor``.
+    """
+    if path := os.environ.get(EnvVar.CACHE_DIR):
+        return Path(path)
+    if xdg := os.environ.get("XDG_CACHE_HOME"):
+        return Path(xdg) / "pipevisor"
+    return Path.home() / ".cache" / "pipevisor"

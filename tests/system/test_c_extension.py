@@ -152,7 +152,7 @@ def node(
     registry: Path, tmp_path: Path, start_supervisor, monkeypatch: pytest.MonkeyPatch
 ) -> SupervisorProcess:
     """A supervisor whose runners compile into this test's own cache."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # PIPEVISOR_* is not passed on
+    monkeypatch.setenv("PIPEVISOR_CACHE_DIR", str(tmp_path / "cache"))  # passed on to programs
     (registry / "proj.c").write_text(PROJECTIONS)
     (registry / "crasher.c").write_text(CRASHER)
     (registry / "broken.c").write_text(BROKEN)
@@ -235,8 +235,11 @@ def test_pv_configure_refuses_a_bad_value_with_its_message(
     assert node.instance("proj")["config"]["threshold"] == 10
 
 
-def test_a_restart_loads_the_cached_build(node: SupervisorProcess, sender: Sender) -> None:
-    """The second run finds the compiled module by its hash and does not compile again."""
+def test_a_restart_loads_the_cached_build(
+    node: SupervisorProcess, sender: Sender, tmp_path: Path
+) -> None:
+    """The second run finds the compiled module by its hash and does not compile again, in the
+    cache folder the supervisor was started with (PIPEVISOR_CACHE_DIR reaches its programs)."""
     create(node, "proj", "proj", sender.url)
     wait_for(lambda: node.instance("proj")["ready"], timeout=DEADLINE, what="proj ready")
     assert node.api("POST", "/instances/proj/restart").status_code < 300
@@ -246,6 +249,8 @@ def test_a_restart_loads_the_cached_build(node: SupervisorProcess, sender: Sende
         what="a start from the cache",
     )
     assert log_text(node, "proj").count("proj.c: compiling") == 1
+    [build] = (tmp_path / "cache" / "extensions").iterdir()
+    assert build.name.startswith("proj-")
 
 
 def test_a_compile_error_fails_the_instance_with_the_compiler_s_words(

@@ -284,8 +284,11 @@ def test_a_short_burst_is_processed_whole_and_in_order(supervisor: FakeSuperviso
     assert (status.messages_in, status.drops) == (primes + 6, 0)
 
 
-def test_queue_size_one_processes_only_the_newest(supervisor: FakeSupervisor) -> None:
-    """queue_size 1 is latest-wins: behind a burst only the newest message is processed."""
+def test_queue_size_one_skips_to_the_newest_and_counts_it(supervisor: FakeSupervisor) -> None:
+    """queue_size 1 is latest-wins: what was skipped is counted, the newest is processed last.
+
+    How many are skipped depends on how ZMQ hands the burst over (its own queue holds one too,
+    and a PUSH sender keeps the rest), so only the order and the accounting are certain."""
     supervisor.start(
         """
         import time
@@ -304,10 +307,7 @@ def test_queue_size_one_processes_only_the_newest(supervisor: FakeSupervisor) ->
     processed = [supervisor.receive().pulse_id]
     while processed[-1] != 105:
         processed.append(supervisor.receive().pulse_id)
-    # ZMQ hands the burst over a few at a time (its queue holds one too): of what was there
-    # at each take, only the newest went through
     assert processed == sorted(processed)
-    assert len(processed) < 6
     status = supervisor.status_where(lambda s: s.last_pulse_id == 105)
     assert (status.messages_in, status.drops) == (primes + 6, 6 - len(processed))
 
