@@ -20,7 +20,14 @@ from .contract.messages import ConfigAck, ConfigError, Hello, Ready, Status
 from .errors import ConflictError, InvalidConfigError
 from .process import ExitStatus, ProgramProcess, describe_exit
 from .specs import EntrySpec, RestartMode
-from .views import ConfigResult, InstanceInfo, InstanceState, InstanceStats, LogStats
+from .views import (
+    ConfigResult,
+    InstanceInfo,
+    InstanceState,
+    InstanceStats,
+    LogStats,
+    ResourceStats,
+)
 
 __all__ = ["Instance", "InstanceHooks"]
 
@@ -64,6 +71,9 @@ class Instance:
         self.crash_count = 0
         self.exit_status: ExitStatus | None = None
         self.last_error: str | None = None  # the current run's last logged error
+        self.resources = ResourceStats()  # the process tree, sampled by the node's monitor
+        self.stalled = False
+        self._stall_restart: asyncio.Task[None] | None = None
         self.next_start_at: float | None = None
         self.ready = False
         self.speaks_contract = False
@@ -134,6 +144,8 @@ class Instance:
     def _spawn(self) -> None:
         self.run += 1
         self.last_error = None
+        self.resources = ResourceStats()
+        self.stalled = False
         self.ready = False
         self.speaks_contract = False
         self.routing_id = None
@@ -266,7 +278,51 @@ class Instance:
             dt = now - prev.updated
             rate_in = max(0, status.messages_in - prev.messages_in) / dt
             rate_out = max(0, status.messages_out - prev.messages_out) / dt
-        self.stats = InstanceStats(**values, rate_in=rate_in, rate_out=rate_out, updated=now)
+        moved_in = status.messages_in > prev.messages_in
+        moved_out = status.messages_out > prev.messages_out
+        self.stats = InstanceStats(
+            **values,
+            rate_in=rate_in,
+            rate_out=rate_out,
+            updated=now,
+            last_input_at=now if moved_in else prev.last_input_at,
+            last_output_at=now if moved_out else prev.last_output_at,
+        )
+        self.check_stall(now)
+
+    def check_stall(self, now: float) -> None:
+        """Mark the instance stalled when its input moved but its output has not for the
+        entry's ``stall_timeout``; log it once, and restart it if the entry asks for that."""
+        timeout = self.spec.stall_timeout
+        stats = self.stats
+        if (
+            timeout is None
+            or self.state != InstanceState.RUNNING
+            or self.process is None
+            or not self.spec.output.enabled
+            or stats.last_input_at is None
+        ):
+            if self.stalled:
+                self.stalled = False  # not running any more: nothing to say
+            return
+        quiet_since = stats.last_output_at or self.process.started
+        stalled = (
+            stats.last_input_at > quiet_since
+            and now - stats.last_input_at < timeout  # the input still flows
+            and now - quiet_since >= timeout
+        )
+        if stalled == self.stalled:
+            return
+        self.stalled = stalled
+        if not stalled:
+            self.hooks.record(self, "info", "output moves again: no longer stalled")
+            return
+        message = f"stalled: input flows but no output for {now - quiet_since:.0f} s"
+        if self.spec.restart_on_stall:
+            self.hooks.record(self, "warning", f"{message}; restarting it (restart_on_stall)")
+            self._stall_restart = asyncio.get_running_loop().create_task(self.restart())
+        else:
+            self.hooks.record(self, "warning", message)
 
     def _resolve(self, seq: int, error: str | None) -> None:
         future = self._pending.pop(seq, None)
@@ -367,5 +423,7 @@ class Instance:
             config_pending_restart=self.config_pending_restart,
             restart_policy=self.spec.restart,
             stats=self.stats,
+            resources=self.resources,
+            stalled=self.stalled,
             logs=LogStats(),
         )

@@ -30,6 +30,7 @@ from .errors import (
 from .instance import Instance, InstanceHooks
 from .loghub import LogEntry, LogHub
 from .mergepatch import merge_patch
+from .monitor import NodeSampler, TreeSampler
 from .ports import PortAllocator
 from .process import ProgramProcess
 from .registry import Registry, RegistryChanges
@@ -38,7 +39,15 @@ from .spawner import Spawner
 from .specs import EntrySpec, InputSpec
 from .store import InstanceRecord, StateStore
 from .streamtap import average_images
-from .views import ConfigResult, CreateInstance, InstanceInfo, InstanceState, LogStats
+from .views import (
+    ConfigResult,
+    CreateInstance,
+    InstanceInfo,
+    InstanceState,
+    LogStats,
+    NodeResources,
+    ResourceStats,
+)
 
 __all__ = ["Supervisor"]
 
@@ -67,6 +76,10 @@ class Supervisor:
         self._records: dict[str, InstanceRecord] = {}  # what each instance was created with
         self._spawner = Spawner(settings, self.loghub, self.session)
         self._watch: asyncio.Task[None] | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self._trees = TreeSampler()
+        self._node_sampler = NodeSampler()
+        self.node_resources: NodeResources | None = None  # the last sample
         self._lock_fd: int | None = None
         self._batch = False  # True while many changes are made: save once at the end
         self._launching: list[str] = []  # instances being launched: finds input cycles
@@ -95,6 +108,8 @@ class Supervisor:
             self._batch = False
         self._save()
         self._watch = asyncio.create_task(self.registry.watch(self._on_registry_change))
+        if self.settings.monitor_interval > 0:
+            self._monitor = asyncio.create_task(self._monitor_loop(self.settings.monitor_interval))
         log.info(
             "supervisor_started",
             registry=str(self.settings.registry),
@@ -123,10 +138,12 @@ class Supervisor:
 
     async def close(self) -> None:
         """Stop every instance (gracefully, in parallel) and release everything."""
-        if self._watch is not None:
-            self._watch.cancel()
+        for task in (self._watch, self._monitor):
+            if task is None:
+                continue
+            task.cancel()
             try:
-                await self._watch
+                await task
             except asyncio.CancelledError:
                 pass
         # Shutting down is not an operator's stop: every instance stops (backoff timers too, so
@@ -262,6 +279,29 @@ class Supervisor:
             instance.output_port = self._ports.acquire(instance.name, instance.spec.output.port)
             instance.stream_url = f"tcp://{self.settings.public_host}:{instance.output_port}"
         return True
+
+    async def _monitor_loop(self, interval: float) -> None:
+        """Sample the instances' process trees and the node, and look for stalls, forever.
+
+        The sampling (psutil: /proc reads) runs in a worker thread, off the event loop."""
+        while True:
+            await asyncio.sleep(interval)
+            roots = {i.name: i.process.pid for i in self._instances.values() if i.process}
+            try:
+                trees, node = await asyncio.to_thread(self._sample, roots)
+            except Exception:  # a monitoring hiccup must never stop the supervisor
+                log.exception("monitor_sample_failed")
+                continue
+            self.node_resources = node
+            now = time.time()
+            for instance in list(self._instances.values()):
+                sampled = trees.get(instance.name)
+                if sampled is not None and instance.process is not None:
+                    instance.resources = sampled
+                instance.check_stall(now)
+
+    def _sample(self, roots: dict[str, int]) -> tuple[dict[str, ResourceStats], NodeResources]:
+        return self._trees.sample(roots), self._node_sampler.sample()
 
     def _on_program_error(self, name: str, run: int, message: str) -> None:
         instance = self._instances.get(name)
@@ -502,4 +542,8 @@ class Supervisor:
             "log_stream_url": self.loghub.pub_url,
             "stale_messages": self.stale_messages,
             "malformed_control_messages": self._control.malformed,
+            "monitor_interval": self.settings.monitor_interval,
+            "resources": (
+                self.node_resources.model_dump() if self.node_resources is not None else None
+            ),
         }

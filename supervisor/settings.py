@@ -50,6 +50,12 @@ class Settings(StrictModel):
     log_capacity: int = Field(2000, ge=10, description="Log entries kept per instance.")
     log_rate: float = Field(5000.0, gt=0, description="Log lines per second stored per instance.")
     max_upload_bytes: int = Field(64 * 2**20, gt=0, description="Largest registry upload.")
+    monitor_interval: float = Field(
+        1.0,
+        ge=0,
+        description="Seconds between two samples of the instances' processes and of the node "
+        "(CPU, memory, threads, descriptors) and stall checks; 0 turns monitoring off.",
+    )
 
     @model_validator(mode="after")
     def _defaults(self) -> Settings:

@@ -124,6 +124,15 @@ class EntrySpec(StrictModel):
     env: dict[str, str] = Field(
         default_factory=dict, description="Extra environment variables for the program."
     )
+    stall_timeout: float | None = Field(
+        10.0,
+        gt=0,
+        description="Seconds of output standing still while input flows before the instance "
+        "is marked stalled (None: never).",
+    )
+    restart_on_stall: bool = Field(
+        False, description="Restart a stalled instance (it is only marked and logged otherwise)."
+    )
 
     @model_validator(mode="after")
     def _one_program(self) -> EntrySpec:

@@ -17,6 +17,8 @@ __all__ = [
     "InstanceState",
     "InstanceStats",
     "LogStats",
+    "NodeResources",
+    "ResourceStats",
 ]
 
 
@@ -53,6 +55,39 @@ class InstanceStats(StrictModel):
     rate_in: float = Field(0.0, description="Input messages per second.")
     rate_out: float = Field(0.0, description="Output messages per second.")
     updated: float | None = Field(None, description="Unix time of the last Status message.")
+    last_input_at: float | None = Field(
+        None, description="Unix time input was last seen moving (messages_in grew)."
+    )
+    last_output_at: float | None = Field(
+        None, description="Unix time output was last seen moving (messages_out grew)."
+    )
+
+
+class ResourceStats(StrictModel):
+    """What the instance's process tree costs, sampled by the supervisor (psutil)."""
+
+    sampled_at: float | None = Field(None, description="Unix time of the sample; None: never.")
+    processes: int = Field(0, description="Processes in the tree (the program and its children).")
+    cpu_percent: float = Field(0.0, description="CPU since the previous sample, % of one core.")
+    rss_bytes: int = Field(0, description="Resident memory of the tree, bytes.")
+    threads: int = Field(0, description="Threads of the tree.")
+    fds: int = Field(0, description="Open file descriptors of the tree.")
+
+
+class NodeResources(StrictModel):
+    """The machine the supervisor runs on, sampled with psutil."""
+
+    sampled_at: float = Field(description="Unix time of the sample.")
+    cpu_percent: float = Field(description="CPU of the whole machine since the previous sample, %.")
+    cpu_count: int = Field(description="Logical CPUs.")
+    load: list[float] = Field(description="Load average over 1, 5 and 15 minutes.")
+    memory_total: int = Field(description="Bytes of memory.")
+    memory_available: int = Field(description="Bytes available without swapping.")
+    memory_percent: float = Field(description="Memory in use, %.")
+    net_rx_bytes_per_s: float = Field(description="Received over all interfaces, bytes/s.")
+    net_tx_bytes_per_s: float = Field(description="Sent over all interfaces, bytes/s.")
+    net_rx_bytes: int = Field(description="Received since boot, bytes.")
+    net_tx_bytes: int = Field(description="Sent since boot, bytes.")
 
 
 class LogStats(StrictModel):
@@ -94,6 +129,13 @@ class InstanceInfo(StrictModel):
     )
     restart_policy: RestartPolicy = Field(description="Restart policy.")
     stats: InstanceStats = Field(default_factory=InstanceStats, description="Program status.")
+    resources: ResourceStats = Field(
+        default_factory=ResourceStats, description="CPU, memory, threads and descriptors."
+    )
+    stalled: bool = Field(
+        False,
+        description="Input flows but the output has not moved for the entry's stall_timeout.",
+    )
     logs: LogStats = Field(default_factory=LogStats, description="Log counters.")
 
 

@@ -91,6 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "port_range": args.port_range,
         "token": args.token or os.environ.get(TOKEN_ENV) or None,
         "log_format": args.log_format,
+        "monitor_interval": args.monitor_interval,
     }
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
@@ -122,16 +123,19 @@ def cmd_ls(args: argparse.Namespace) -> int:
     rows = []
     for i in instances:
         stats = i.get("stats") or {}
+        resources = i.get("resources") or {}
         rows.append(
             [
                 i["name"],
                 i["entry"],
-                i["state"],
+                i["state"] + (" (stalled)" if i.get("stalled") else ""),
                 i.get("pid"),
                 i.get("restarts", 0),
                 f"{stats.get('rate_in', 0.0):.1f}",
                 f"{stats.get('rate_out', 0.0):.1f}",
                 stats.get("drops", 0),
+                f"{resources.get('cpu_percent', 0.0):.0f}",
+                f"{resources.get('rss_bytes', 0) / 2**20:.0f}",
                 i.get("stream"),
                 i.get("reason") or "",
             ]
@@ -145,6 +149,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
         "in/s",
         "out/s",
         "drops",
+        "cpu%",
+        "mib",
         "stream",
         "reason",
     ]

@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--token", help=f"bearer token that changes need (default ${TOKEN_ENV})")
     p.add_argument("--log-format", choices=["console", "json"], help="supervisor log format")
+    p.add_argument(
+        "--monitor-interval",
+        type=float,
+        metavar="SECONDS",
+        help="process and node sampling interval (default 1; 0: monitoring off)",
+    )
 
     p = add("ls", c.cmd_ls)
     p.add_argument("--registry", action="store_true", help="list registry entries instead")

@@ -45,6 +45,8 @@ def test_ls_prints_an_aligned_instance_table(live: LiveServer, run: Run, cam1: N
         "IN/S",
         "OUT/S",
         "DROPS",
+        "CPU%",
+        "MIB",
         "STREAM",
         "REASON",
     ]

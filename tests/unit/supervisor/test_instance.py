@@ -8,7 +8,7 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from supervisor.contract import ConfigAck, ConfigError, Hello, Ready
+from supervisor.contract import ConfigAck, ConfigError, Hello, Ready, Status
 from supervisor.instance import Instance, InstanceHooks
 from supervisor.process import ProgramProcess
 from supervisor.specs import EntrySpec, RestartPolicy
@@ -150,6 +150,72 @@ def test_a_failed_run_s_reason_quotes_the_last_error_it_logged(tmp_path):
         "exited with code 4; restart policy is never; "
         "it logged: cannot compile x.c:\nx.c:3:12: error: 'nope' undeclared"
     )
+
+
+def _stall_instance(node: _Node, **spec) -> Instance:
+    entry = EntrySpec(program="x.sh", stall_timeout=0.3, **spec)
+    return Instance("demo", "x", entry, {}, node.hooks(start_seconds=0.05, config_timeout=1))
+
+
+def _status(messages_in: int, messages_out: int) -> Status:
+    return Status(instance="demo", run=1, messages_in=messages_in, messages_out=messages_out)
+
+
+def test_input_flowing_without_output_marks_the_instance_stalled(tmp_path):
+    """Output still while input moves for stall_timeout: stalled, logged; output again: not."""
+    node = _Node("exec sleep 30", tmp_path)
+
+    async def main():
+        instance = _stall_instance(node)
+        instance.start()
+        await wait_until(lambda: instance.state == InstanceState.RUNNING)
+        instance.on_message(b"rid", _status(10, 10))
+        flowing = 10
+
+        def feed() -> bool:  # input keeps moving, output stays at 10
+            nonlocal flowing
+            flowing += 1
+            instance.on_message(b"rid", _status(flowing, 10))
+            return instance.stalled
+
+        await wait_until(feed)
+        marked = instance.info().stalled
+        instance.on_message(b"rid", _status(flowing + 1, 11))
+        after = instance.stalled
+        await instance.stop()
+        return marked, after
+
+    marked, after = run(main())
+    assert marked is True
+    assert after is False
+    messages = [m for _, m in node.records]
+    assert any(m.startswith("stalled: input flows but no output for") for m in messages)
+    assert "output moves again: no longer stalled" in messages
+
+
+def test_restart_on_stall_restarts_the_instance(tmp_path):
+    node = _Node("exec sleep 30", tmp_path)
+
+    async def main():
+        instance = _stall_instance(node, restart_on_stall=True)
+        instance.start()
+        await wait_until(lambda: instance.state == InstanceState.RUNNING)
+        count = 0
+
+        def feed() -> bool:
+            nonlocal count
+            count += 1
+            if instance.run == 1:
+                instance.on_message(b"rid", _status(count, 0))
+            return instance.run == 2
+
+        await wait_until(feed)
+        state = instance.state
+        await instance.stop()
+        return state
+
+    assert run(main()) in (InstanceState.STARTING, InstanceState.RUNNING)
+    assert any("restarting it (restart_on_stall)" in m for _, m in node.records)
 
 
 def test_live_config_is_applied_on_ack_and_kept_on_error(tmp_path):
