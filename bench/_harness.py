@@ -153,6 +153,7 @@ class SupervisorServer:
     client: httpx.Client | None = None
     log_path: Path | None = None
     launcher: str = ""
+    extra_args: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -176,6 +177,7 @@ class SupervisorServer:
             str(self.port),
             "--log-format",
             "json",
+            *self.extra_args,
         ]
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(

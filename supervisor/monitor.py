@@ -3,12 +3,13 @@
 :class:`TreeSampler` measures a program and every process below it (a shell script's children,
 a runner's compiler) with psutil: CPU (percent of one core, summed over the tree), resident
 memory, threads and open file descriptors. CPU percentages need two readings of the same
-process, so the ``psutil.Process`` objects are kept between samples, keyed by pid and start
-time (a reused pid is a new process). :class:`NodeSampler` does the same for the machine: CPU,
-memory, load, and network throughput from the interface counters.
+process: the ``psutil.Process`` objects of ``psutil.process_iter`` live from one sample to the
+next. :class:`NodeSampler` does the same for the machine: CPU, memory, load, and network
+throughput from the interface counters.
 
-Both are plain objects sampled by the supervisor's monitoring task at its interval; a sample of
-50 trees costs a few milliseconds.
+Both are plain objects sampled by the supervisor's monitoring task at its interval, in a worker
+thread. With 50 instances, sampling every second costs the supervisor about 1.8 % of a core
+(bench/bench_monitoring.py).
 """
 
 from __future__ import annotations
@@ -27,44 +28,36 @@ _GONE = (psutil.NoSuchProcess, psutil.ZombieProcess)
 
 
 class TreeSampler:
-    """CPU, memory, threads and descriptors of process trees, one sample at a time."""
+    """CPU, memory, threads and descriptors of process trees, one sample at a time.
 
-    def __init__(self) -> None:
-        self._processes: dict[tuple[int, float], psutil.Process] = {}
-
-    def _process(self, pid: int) -> psutil.Process | None:
-        try:
-            process = psutil.Process(pid)
-            key = (pid, process.create_time())
-        except _GONE:
-            return None
-        known = self._processes.get(key)
-        if known is None:
-            known = self._processes[key] = process
-            known.cpu_percent(None)  # the first reading only starts the measurement
-        return known
+    The machine's process table is read once per sample with ``psutil.process_iter``, whose
+    ``Process`` objects psutil keeps from one call to the next (and replaces when a pid is
+    reused): CPU percentages are the deltas between two samples of the same process, the first
+    sample of a new process reads 0."""
 
     def sample(self, roots: Mapping[str, int]) -> dict[str, ResourceStats]:
         """One reading per instance name, for the trees under the given root pids."""
-        seen: set[tuple[int, float]] = set()
+        processes: dict[int, psutil.Process] = {}
+        children: dict[int, list[int]] = {}
+        for process in psutil.process_iter(["ppid"]):
+            processes[process.pid] = process
+            children.setdefault(process.info["ppid"], []).append(process.pid)
         now = time.time()
         result = {}
         for name, pid in roots.items():
-            root = self._process(pid)
-            if root is None:
+            if pid not in processes:
                 continue
-            try:
-                children = root.children(recursive=True)
-            except _GONE:
-                children = []
-            processes = threads = fds = rss = 0
+            tree, stack = [], [pid]
+            while stack:
+                current = stack.pop()
+                tree.append(current)
+                stack.extend(children.get(current, ()))
+            count = threads = fds = rss = 0
             cpu = 0.0
-            for process in (root, *(self._process(c.pid) for c in children)):
-                if process is None:
-                    continue
+            for member in tree:
+                process = processes[member]
                 try:
                     with process.oneshot():
-                        key = (process.pid, process.create_time())
                         cpu += process.cpu_percent(None)
                         rss += process.memory_info().rss
                         threads += process.num_threads()
@@ -72,21 +65,16 @@ class TreeSampler:
                 except _GONE:
                     continue
                 except psutil.AccessDenied:  # another user's child: counted, not measured
-                    processes += 1
-                    continue
-                seen.add(key)
-                processes += 1
-            stats = ResourceStats.model_construct(
+                    pass
+                count += 1
+            result[name] = ResourceStats.model_construct(
                 sampled_at=now,
-                processes=processes,
+                processes=count,
                 cpu_percent=cpu,
                 rss_bytes=rss,
                 threads=threads,
                 fds=fds,
             )
-            result[name] = stats
-        for key in self._processes.keys() - seen:  # ended processes: forget them
-            del self._processes[key]
         return result
 
 
