@@ -18,9 +18,17 @@ from ..errors import (
     PayloadTooLargeError,
     SupervisorError,
 )
-from . import routes_backgrounds, routes_instances, routes_logs, routes_node, routes_registry
+from . import (
+    metrics,
+    routes_backgrounds,
+    routes_instances,
+    routes_logs,
+    routes_node,
+    routes_registry,
+)
 from .auth import GuardMiddleware
 from .deps import API_PREFIX, SupervisorAPI
+from .metrics import metrics_registry
 
 __all__ = ["API_PREFIX", "create_app", "status_for"]
 
@@ -126,6 +134,8 @@ def create_app(
     app.state.token = token or None
     app.state.audit = audit if audit is not None else AuditLog(None)
     app.state.sse_keepalive = SSE_KEEPALIVE
+    app.state.metrics_registry = metrics_registry(supervisor)
+    app.include_router(metrics.router)  # /metrics, where Prometheus looks by default
     for module in (
         routes_node,
         routes_registry,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.support import wait_for
 from tests.system.conftest import shell
 
@@ -31,3 +34,10 @@ def test_instances_and_node_show_their_resources(write_entry, start_supervisor) 
     assert node["memory_total"] > node["memory_available"] > 0
     assert len(node["load"]) == 3
     assert sup.api("GET", "/node").json()["monitor_interval"] == 0.2
+
+    scrape = httpx.get(f"{sup.url}/metrics", timeout=10).text
+    families = {f.name: f for f in text_string_to_metric_families(scrape)}
+    [rss] = families["pipevisor_instance_memory_rss_bytes"].samples
+    assert rss.labels == {"instance": "pair"}
+    assert rss.value > 0
+    assert families["pipevisor_node_cpu_count"].samples[0].value >= 1
