@@ -74,6 +74,9 @@ class Instance:
         self.resources = ResourceStats()  # the process tree, sampled by the node's monitor
         self.stalled = False
         self._stall_restart: asyncio.Task[None] | None = None
+        self.on_demand = False  # created for a client or a reader (see check_idle)
+        self.idle_since: float | None = None
+        self._idle_stop: asyncio.Task[None] | None = None
         self.next_start_at: float | None = None
         self.ready = False
         self.speaks_contract = False
@@ -146,6 +149,7 @@ class Instance:
         self.last_error = None
         self.resources = ResourceStats()
         self.stalled = False
+        self.idle_since = None
         self.ready = False
         self.speaks_contract = False
         self.routing_id = None
@@ -290,6 +294,32 @@ class Instance:
         )
         self.check_stall(now)
 
+    def check_idle(self, now: float) -> None:
+        """An on-demand instance without clients stops after its entry's no_client_timeout.
+
+        The clients are the program's own count (its status); one that does not count them is
+        never stopped this way. The countdown starts once the program is ready, so the client
+        that asked for the stream has the whole timeout to connect."""
+        timeout = self.spec.no_client_timeout
+        clients = self.stats.clients
+        if (
+            not self.on_demand
+            or timeout <= 0
+            or self.state != InstanceState.RUNNING
+            or not self.ready
+            or clients is None
+            or self.desired != "running"
+            or clients > 0
+        ):
+            if self.idle_since is not None:  # assigned only on a change: it re-renders the JSON
+                self.idle_since = None
+            return
+        if self.idle_since is None:
+            self.idle_since = now
+        elif now - self.idle_since >= timeout:
+            self.hooks.record(self, "info", f"no client for {timeout:g} s: stopped (on demand)")
+            self._idle_stop = asyncio.get_running_loop().create_task(self.stop())
+
     def check_stall(self, now: float) -> None:
         """Mark the instance stalled when its input moved but its output has not for the
         entry's ``stall_timeout``; log it once, and restart it if the entry asks for that."""
@@ -425,5 +455,12 @@ class Instance:
             stats=self.stats,
             resources=self.resources,
             stalled=self.stalled,
+            on_demand=self.on_demand,
+            idle_since=self.idle_since,
+            stops_at=(
+                self.idle_since + self.spec.no_client_timeout
+                if self.idle_since is not None
+                else None
+            ),
             logs=LogStats(),
         )

@@ -258,7 +258,11 @@ class Supervisor:
                 raise ConflictError(f"input '{name}': entry '{name}' is invalid: {entry.error}")
             source = self._add(
                 InstanceRecord(
-                    name=name, entry=name, config=dict(entry.spec.parameters), desired="stopped"
+                    name=name,
+                    entry=name,
+                    config=dict(entry.spec.parameters),
+                    desired="stopped",
+                    on_demand=True,  # stops when no reader is left
                 )
             )
             log.info("source_created", instance=name)
@@ -299,6 +303,7 @@ class Supervisor:
                 if sampled is not None and instance.process is not None:
                     instance.resources = sampled
                 instance.check_stall(now)
+                instance.check_idle(now)
 
     def _sample(self, roots: dict[str, int]) -> tuple[dict[str, ResourceStats], NodeResources]:
         return self._trees.sample(roots), self._node_sampler.sample()
@@ -364,6 +369,7 @@ class Supervisor:
         instance = Instance(record.name, record.entry, spec, dict(record.config), self._hooks())
         instance.reason = reason
         instance.desired = record.desired
+        instance.on_demand = record.on_demand
         self._records[record.name] = record
         self._instances[record.name] = instance
         return instance
@@ -429,6 +435,36 @@ class Supervisor:
         self._save()
         if req.start:
             instance.start()
+        return self._info(instance)
+
+    async def request_stream(self, name: str) -> InstanceInfo:
+        """The instance ``name`` with its stream, started if needed: an instance of that name,
+        else a new on-demand instance of the registry entry of that name (CamServer's
+        ``GET /pipeline/instance/<name>``)."""
+        instance = self._instances.get(name)
+        if instance is None:
+            entry = self.registry.get(name)  # NotFoundError: neither an instance nor an entry
+            if not entry.valid or entry.spec is None:
+                raise InvalidEntryError(f"entry '{name}' is invalid: {entry.error}")
+            instance = self._add(
+                InstanceRecord(
+                    name=name,
+                    entry=name,
+                    config=dict(entry.spec.parameters),
+                    desired="stopped",
+                    on_demand=True,
+                )
+            )
+            log.info("on_demand_created", instance=name)
+        if not instance.spec.output.enabled:
+            raise ConflictError(f"instance '{name}' has no output stream")
+        if instance.desired != "running" or instance.state in (
+            InstanceState.STOPPED,
+            InstanceState.FAILED,
+        ):
+            await self.start_instance(name)
+        else:
+            self._save()
         return self._info(instance)
 
     async def start_instance(self, name: str) -> InstanceInfo:

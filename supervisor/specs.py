@@ -133,6 +133,12 @@ class EntrySpec(StrictModel):
     restart_on_stall: bool = Field(
         False, description="Restart a stalled instance (it is only marked and logged otherwise)."
     )
+    no_client_timeout: float = Field(
+        10.0,
+        ge=0,
+        description="An on-demand instance stops after this many seconds without a connected "
+        "client (0: never).",
+    )
 
     @model_validator(mode="after")
     def _one_program(self) -> EntrySpec:

@@ -29,6 +29,11 @@ class InstanceRecord(StrictModel):
     output: OutputSpec | None = Field(None, description="Output override.")
     restart: RestartPolicy | None = Field(None, description="Restart policy override.")
     desired: str = Field("stopped", description="'running' or 'stopped'.")
+    on_demand: bool = Field(
+        False,
+        description="Created for a client or a reader: stops after its entry's "
+        "no_client_timeout without clients.",
+    )
 
 
 class _StateFile(StrictModel):

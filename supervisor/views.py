@@ -136,6 +136,15 @@ class InstanceInfo(StrictModel):
         False,
         description="Input flows but the output has not moved for the entry's stall_timeout.",
     )
+    on_demand: bool = Field(
+        False, description="Started for a client or a reader; stops when none is left."
+    )
+    idle_since: float | None = Field(
+        None, description="On demand: Unix time the last client left (None: clients connected)."
+    )
+    stops_at: float | None = Field(
+        None, description="On demand: Unix time it stops if no client connects before."
+    )
     logs: LogStats = Field(default_factory=LogStats, description="Log counters.")
 
 

@@ -180,6 +180,12 @@ class FakeSupervisor:
         self.logs.setdefault(req.name, [])
         return info
 
+    async def request_stream(self, name: str) -> InstanceInfo:
+        if name not in self.instances:
+            await self.create_instance(CreateInstance(name=name, entry=name, start=False))
+            self.instances[name].on_demand = True
+        return await self.start_instance(name)
+
     async def start_instance(self, name: str) -> InstanceInfo:
         info = self._get(name)
         entry = self.registry.get(info.entry)

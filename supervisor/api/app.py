@@ -25,6 +25,7 @@ from . import (
     routes_logs,
     routes_node,
     routes_registry,
+    routes_streams,
 )
 from .auth import GuardMiddleware
 from .deps import API_PREFIX, SupervisorAPI
@@ -142,6 +143,7 @@ def create_app(
         routes_instances,
         routes_logs,
         routes_backgrounds,
+        routes_streams,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_exception_handler(SupervisorError, _domain_error)

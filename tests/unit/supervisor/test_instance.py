@@ -6,6 +6,7 @@ import asyncio
 import os
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from supervisor.contract import ConfigAck, ConfigError, Hello, Ready, Status
@@ -216,6 +217,58 @@ def test_restart_on_stall_restarts_the_instance(tmp_path):
 
     assert run(main()) in (InstanceState.STARTING, InstanceState.RUNNING)
     assert any("restarting it (restart_on_stall)" in m for _, m in node.records)
+
+
+def test_an_on_demand_instance_stops_after_its_timeout_without_clients(tmp_path):
+    """Counted down from the last client's departure, reset by a new client, then stopped."""
+    node = _Node("exec sleep 30", tmp_path)
+
+    async def main():
+        entry = EntrySpec(program="x.sh", no_client_timeout=0.3)
+        instance = Instance("demo", "x", entry, {}, node.hooks(start_seconds=0.05))
+        instance.on_demand = True
+        instance.start()
+        instance.on_message(b"rid", Ready(instance="demo", run=1))
+        instance.on_message(b"rid", Status(instance="demo", run=1, clients=1))
+        instance.check_idle(100.0)
+        with_client = instance.idle_since
+        instance.on_message(b"rid", Status(instance="demo", run=1, clients=0))
+        instance.check_idle(100.0)
+        countdown = instance.info().stops_at
+        instance.on_message(b"rid", Status(instance="demo", run=1, clients=2))
+        instance.check_idle(100.1)
+        reset = instance.idle_since
+        instance.on_message(b"rid", Status(instance="demo", run=1, clients=0))
+        instance.check_idle(101.0)
+        instance.check_idle(101.4)
+        await wait_until(lambda: instance.state == InstanceState.STOPPED)
+        return with_client, countdown, reset, instance
+
+    with_client, countdown, reset, instance = run(main())
+    assert with_client is None
+    assert countdown == pytest.approx(100.3)
+    assert reset is None
+    assert instance.desired == "stopped"
+    assert ("info", "no client for 0.3 s: stopped (on demand)") in node.records
+
+
+def test_an_instance_that_does_not_count_clients_is_never_stopped_for_it(tmp_path):
+    node = _Node("exec sleep 30", tmp_path)
+
+    async def main():
+        entry = EntrySpec(program="x.sh", no_client_timeout=0.1)
+        instance = Instance("demo", "x", entry, {}, node.hooks(start_seconds=0.05))
+        instance.on_demand = True
+        instance.start()
+        instance.on_message(b"rid", Ready(instance="demo", run=1))
+        instance.on_message(b"rid", Status(instance="demo", run=1, clients=None))
+        for now in (100.0, 200.0):
+            instance.check_idle(now)
+        state = instance.state
+        await instance.stop()
+        return state
+
+    assert run(main()) == InstanceState.RUNNING
 
 
 def test_live_config_is_applied_on_ack_and_kept_on_error(tmp_path):

@@ -201,3 +201,25 @@ def test_config_change_while_stopping_is_409(
     response = client.patch(f"{API}/instances/cam1/config", json={"gain": 1})
     assert response.status_code == 409
     assert "stopping" in response.json()["detail"]
+
+
+def test_a_stream_is_requested_by_entry_name_and_started_on_demand(client: TestClient) -> None:
+    """POST /streams/camera: an on-demand instance of the entry, running, with its URL."""
+    response = client.post("/api/v1/streams/camera")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["name"], body["state"], body["on_demand"]) == ("camera", "running", True)
+    assert body["stream"].startswith("tcp://127.0.0.1:")
+    again = client.post("/api/v1/streams/camera").json()
+    assert again["stream"] == body["stream"]
+
+
+def test_a_stream_of_nothing_is_404_quoting_the_name(client: TestClient) -> None:
+    response = client.post("/api/v1/streams/ghost")
+    assert response.status_code == 404
+    assert "ghost" in response.json()["detail"]
+
+
+def test_requesting_a_stream_needs_the_token(secured: TestClient) -> None:
+    """It may start a process: with a token configured, a call without it is refused."""
+    assert secured.post("/api/v1/streams/camera").status_code == 401
