@@ -277,17 +277,21 @@ class Instance:
         now = time.time()
         prev = self.stats
         values = status.model_dump(exclude={"kind", "instance", "run"})
-        rate_in = rate_out = 0.0
+        rate_in = rate_out = byte_rate_in = byte_rate_out = 0.0
         if prev.updated is not None and now > prev.updated:
             dt = now - prev.updated
             rate_in = max(0, status.messages_in - prev.messages_in) / dt
             rate_out = max(0, status.messages_out - prev.messages_out) / dt
+            byte_rate_in = max(0, status.bytes_in - prev.bytes_in) / dt
+            byte_rate_out = max(0, status.bytes_out - prev.bytes_out) / dt
         moved_in = status.messages_in > prev.messages_in
         moved_out = status.messages_out > prev.messages_out
         self.stats = InstanceStats(
             **values,
             rate_in=rate_in,
             rate_out=rate_out,
+            byte_rate_in=byte_rate_in,
+            byte_rate_out=byte_rate_out,
             updated=now,
             last_input_at=now if moved_in else prev.last_input_at,
             last_output_at=now if moved_out else prev.last_output_at,

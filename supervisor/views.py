@@ -54,6 +54,8 @@ class InstanceStats(StrictModel):
     last_error: str | None = Field(None, description="The program's last processing error.")
     rate_in: float = Field(0.0, description="Input messages per second.")
     rate_out: float = Field(0.0, description="Output messages per second.")
+    byte_rate_in: float = Field(0.0, description="Input bytes per second.")
+    byte_rate_out: float = Field(0.0, description="Output bytes per second.")
     updated: float | None = Field(None, description="Unix time of the last Status message.")
     last_input_at: float | None = Field(
         None, description="Unix time input was last seen moving (messages_in grew)."

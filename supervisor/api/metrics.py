@@ -46,6 +46,8 @@ _COUNTERS = (
 _GAUGES = (
     ("rate_in", "Input messages per second.", "rate_in"),
     ("rate_out", "Output messages per second.", "rate_out"),
+    ("byte_rate_in", "Input bytes per second.", "byte_rate_in"),
+    ("byte_rate_out", "Output bytes per second.", "byte_rate_out"),
     ("processing_seconds_avg", "Mean processing time per message, s.", "processing_time_avg"),
     (
         "processing_seconds_max",

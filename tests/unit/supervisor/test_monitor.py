@@ -43,12 +43,14 @@ def test_a_tree_is_measured_whole_and_its_busy_child_shows(tree) -> None:
     assert first.rss_bytes > 10 * 2**20  # two Python interpreters
     assert first.threads >= 2
     assert first.fds >= 6  # at least stdin, stdout and stderr of each
+    # Readings 0.3 s apart, as the monitor's are (1 s): shorter ones are all clock-tick noise.
     sample = wait_for(
         lambda: (s := sampler.sample({"busy": parent.pid})["busy"]).cpu_percent > 20 and s,
         timeout=10,
+        interval=0.3,
         what="the busy child's CPU",
     )
-    assert sample.cpu_percent <= 100 * (os.cpu_count() or 1) + 1
+    assert sample.cpu_percent <= 100 * (os.cpu_count() or 1) * 1.2  # ticks: a little slack
 
 
 def test_a_tree_that_ended_is_not_reported(tree) -> None:
