@@ -256,15 +256,7 @@ class Supervisor:
                 ) from None
             if not entry.valid or entry.spec is None:
                 raise ConflictError(f"input '{name}': entry '{name}' is invalid: {entry.error}")
-            source = self._add(
-                InstanceRecord(
-                    name=name,
-                    entry=name,
-                    config=dict(entry.spec.parameters),
-                    desired="stopped",
-                    on_demand=True,  # stops when no reader is left
-                )
-            )
+            source = self._add_on_demand(name, entry.spec)  # stops when no reader is left
             log.info("source_created", instance=name)
         if source.desired != "running":
             log.info("source_started", instance=name, reader=self._launching[-1])
@@ -331,6 +323,13 @@ class Supervisor:
             if instance is not None:
                 log.info("permanent_entry_added", entry=name)
                 instance.start()
+
+    def _add_on_demand(self, name: str, spec: EntrySpec) -> Instance:
+        """A stopped on-demand instance of the entry ``name``, with its default parameters."""
+        record = InstanceRecord(
+            name=name, entry=name, config=dict(spec.parameters), desired="stopped", on_demand=True
+        )
+        return self._add(record)
 
     def _add_permanent(self, name: str) -> Instance | None:
         """An instance for a permanent entry that has none yet (it starts with the node)."""
@@ -446,15 +445,7 @@ class Supervisor:
             entry = self.registry.get(name)  # NotFoundError: neither an instance nor an entry
             if not entry.valid or entry.spec is None:
                 raise InvalidEntryError(f"entry '{name}' is invalid: {entry.error}")
-            instance = self._add(
-                InstanceRecord(
-                    name=name,
-                    entry=name,
-                    config=dict(entry.spec.parameters),
-                    desired="stopped",
-                    on_demand=True,
-                )
-            )
+            instance = self._add_on_demand(name, entry.spec)
             log.info("on_demand_created", instance=name)
         if not instance.spec.output.enabled:
             raise ConflictError(f"instance '{name}' has no output stream")
