@@ -75,6 +75,7 @@ class Instance:
         self.stalled = False
         self._stall_restart: asyncio.Task[None] | None = None
         self.on_demand = False  # created for a client or a reader (see check_idle)
+        self.permanent = False  # starts with the supervisor, always runs
         self.idle_since: float | None = None
         self._idle_stop: asyncio.Task[None] | None = None
         self.next_start_at: float | None = None
@@ -459,6 +460,7 @@ class Instance:
             stats=self.stats,
             resources=self.resources,
             stalled=self.stalled,
+            permanent=self.permanent,
             on_demand=self.on_demand,
             idle_since=self.idle_since,
             stops_at=(

@@ -36,7 +36,7 @@ from .process import ProgramProcess
 from .registry import Registry, RegistryChanges
 from .settings import Settings
 from .spawner import Spawner
-from .specs import EntrySpec, InputSpec
+from .specs import EntrySpec, InputSpec, RestartMode
 from .store import InstanceRecord, StateStore
 from .streamtap import average_images
 from .views import (
@@ -102,7 +102,7 @@ class Supervisor:
             for entry in self.registry.entries():
                 self._add_permanent(entry.name)
             for instance in self._instances.values():
-                if instance.desired == "running":
+                if instance.desired == "running" or instance.permanent:
                     instance.start()
         finally:
             self._batch = False
@@ -339,7 +339,11 @@ class Supervisor:
         if name in self._instances:
             return None
         record = InstanceRecord(
-            name=name, entry=name, config=dict(entry.spec.parameters), desired="running"
+            name=name,
+            entry=name,
+            config=dict(entry.spec.parameters),
+            desired="running",
+            permanent=True,
         )
         return self._add(record)
 
@@ -355,6 +359,8 @@ class Supervisor:
             update["output"] = record.output
         if record.restart is not None:
             update["restart"] = record.restart
+        elif record.permanent:  # always runs: restarted whatever the exit
+            update["restart"] = base.restart.model_copy(update={"mode": RestartMode.ALWAYS})
         return base.model_copy(update=update)
 
     def _add(self, record: InstanceRecord) -> Instance:
@@ -368,7 +374,8 @@ class Supervisor:
         instance = Instance(record.name, record.entry, spec, dict(record.config), self._hooks())
         instance.reason = reason
         instance.desired = record.desired
-        instance.on_demand = record.on_demand
+        instance.on_demand = record.on_demand and not record.permanent
+        instance.permanent = record.permanent
         self._records[record.name] = record
         self._instances[record.name] = instance
         return instance
@@ -428,11 +435,12 @@ class Supervisor:
             input=req.input,
             output=req.output,
             restart=req.restart,
-            desired="running" if req.start else "stopped",
+            desired="running" if req.start or req.permanent else "stopped",
+            permanent=req.permanent,
         )
         instance = self._add(record)
         self._save()
-        if req.start:
+        if req.start or req.permanent:
             instance.start()
         return self._info(instance)
 

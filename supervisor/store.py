@@ -29,6 +29,9 @@ class InstanceRecord(StrictModel):
     output: OutputSpec | None = Field(None, description="Output override.")
     restart: RestartPolicy | None = Field(None, description="Restart policy override.")
     desired: str = Field("stopped", description="'running' or 'stopped'.")
+    permanent: bool = Field(
+        False, description="Starts with the supervisor and always runs (registry or REST)."
+    )
     on_demand: bool = Field(
         False,
         description="Created for a client or a reader: stops after its entry's "

@@ -138,6 +138,9 @@ class InstanceInfo(StrictModel):
         False,
         description="Input flows but the output has not moved for the entry's stall_timeout.",
     )
+    permanent: bool = Field(
+        False, description="Starts with the supervisor and always runs (registry or REST)."
+    )
     on_demand: bool = Field(
         False, description="Started for a client or a reader; stops when none is left."
     )
@@ -162,6 +165,11 @@ class CreateInstance(StrictModel):
     output: OutputSpec | None = Field(None, description="Override of the entry's output.")
     restart: RestartPolicy | None = Field(None, description="Override of the restart policy.")
     start: bool = Field(True, description="Start it right away.")
+    permanent: bool = Field(
+        False,
+        description="Start it with the supervisor and keep it running: restart policy "
+        "'always' (unless 'restart' says otherwise), never stopped for lack of clients.",
+    )
 
 
 class ConfigResult(StrictModel):
