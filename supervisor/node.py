@@ -453,17 +453,17 @@ class Supervisor:
             entry = self.registry.get(name)  # NotFoundError: neither an instance nor an entry
             if not entry.valid or entry.spec is None:
                 raise InvalidEntryError(f"entry '{name}' is invalid: {entry.error}")
+            if not entry.spec.output.enabled:
+                raise ConflictError(f"entry '{name}' has no output stream")
             instance = self._add_on_demand(name, entry.spec)
             log.info("on_demand_created", instance=name)
-        if not instance.spec.output.enabled:
+        elif not instance.spec.output.enabled:
             raise ConflictError(f"instance '{name}' has no output stream")
         if instance.desired != "running" or instance.state in (
             InstanceState.STOPPED,
             InstanceState.FAILED,
         ):
-            await self.start_instance(name)
-        else:
-            self._save()
+            await self.start_instance(name)  # saves the new desired state
         return self._info(instance)
 
     async def start_instance(self, name: str) -> InstanceInfo:

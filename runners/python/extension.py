@@ -150,8 +150,9 @@ def _compile(path: Path, module_name: str, final: Path) -> None:
         ffi.set_source(
             module_name, text, include_dirs=[str(HEADER.parent)], extra_compile_args=list(_FLAGS)
         )
+        failure: Exception | None = None
         with tempfile.TemporaryFile() as output:
-            # The compiler writes to the process's fd 2: catch it there, for the error message.
+            # The compiler writes to the process's fd 2: catch it there, for the log and errors.
             saved = os.dup(2)
             os.dup2(output.fileno(), 2)
             try:
@@ -159,15 +160,18 @@ def _compile(path: Path, module_name: str, final: Path) -> None:
                     warnings.simplefilter("ignore")
                     built = Path(ffi.compile(tmpdir=str(work / "build"), verbose=False))
             except Exception as exc:
-                os.dup2(saved, 2)
-                output.seek(0)
-                said = output.read().decode(errors="replace").strip()
-                raise ExtensionError(
-                    f"cannot compile {path.name}:\n{said or f'{type(exc).__name__}: {exc}'}"
-                ) from None
+                failure = exc
             finally:
                 os.dup2(saved, 2)
                 os.close(saved)
+            output.seek(0)
+            said = output.read().decode(errors="replace").strip()
+        if failure is not None:
+            raise ExtensionError(
+                f"cannot compile {path.name}:\n{said or f'{type(failure).__name__}: {failure}'}"
+            )
+        if said:
+            log.warning("%s compiled with warnings:\n%s", path.name, said)
         publish = work / "publish"
         publish.mkdir()
         os.replace(built, publish / built.name)

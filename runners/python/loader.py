@@ -13,6 +13,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
+from .extension import load_extension
+
 __all__ = ["LoadError", "UserCode", "find_entry", "load", "load_module", "load_script"]
 
 Kind = Literal["camera", "stream", "source"]
@@ -109,9 +111,7 @@ def load(
     if module is not None:
         return find_entry(load_module(module), module)
     if extension is not None:
-        from .extension import load_extension  # cffi only for the runners that need it
-
-        loaded = load_extension(extension)
+        loaded = load_extension(extension)  # cffi is imported only here, when it is needed
         configure = loaded.configure if loaded.has_configure else None
         return UserCode(loaded.name, "camera", loaded.process_image, configure)
     raise LoadError("neither a script, a module nor an extension to load")

@@ -57,3 +57,15 @@ def test_a_requested_stream_runs_while_read_and_stops_after_its_last_client(
     again = sup.api("POST", "/streams/cam").json()
     assert again["stream"] == info["stream"]
     sup.wait_state("cam", "running", "starting", timeout=15)
+
+
+def test_a_stream_of_an_entry_without_output_is_409_and_creates_nothing(
+    write_entry, start_supervisor
+) -> None:
+    write_entry("quiet.sh", "#!/bin/sh\nexec sleep 60\n", executable=True)
+    write_entry("quiet.json", json.dumps({"program": "quiet.sh", "output": {"enabled": False}}))
+    sup = start_supervisor()
+    response = sup.api("POST", "/streams/quiet")
+    assert response.status_code == 409
+    assert "entry 'quiet' has no output stream" in response.json()["detail"]
+    assert sup.api("GET", "/instances").json() == []

@@ -228,3 +228,13 @@ def test_the_example_extension_matches_numpy_exactly(example: Extension, dtype, 
         assert out["max_value"].dtype == dtype
     with pytest.raises(ValueError, match="threshold must be a number from 0 to 65535, got -3"):
         extension.configure({"threshold": -3})
+
+
+def test_compiler_warnings_reach_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A build that succeeds with warnings says so, with the compiler's words."""
+    source = "int pv_process_image(const pv_image *i, const pv_ext *e)\n{\n    int unused;\n"
+    source += "    return PV_SKIP;\n}\n"
+    with caplog.at_level("WARNING", logger="pipevisor.extension"):
+        load_extension(write(tmp_path, "noisy.c", source))
+    assert "noisy.c compiled with warnings" in caplog.text
+    assert "unused" in caplog.text
