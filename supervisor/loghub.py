@@ -127,13 +127,18 @@ class LogHub:
         for timer in self._quiet.values():
             timer.cancel()
         self._quiet.clear()
-        for followers in self._followers.values():
-            for follower in followers:
-                follower.end()
+        self.end_followers()
         for sock in (self._pull, self._pub):
             if sock is not None:
                 sock.close(linger=0)
         self._pull = self._pub = None
+
+    def end_followers(self) -> None:
+        """End every live ``follow``: at shutdown, before the API waits for its connections
+        (an open log tail in a browser would otherwise hold the shutdown forever)."""
+        for followers in self._followers.values():
+            for follower in followers:
+                follower.end()
 
     def _log_of(self, instance: str) -> InstanceLog:
         ring = self._logs.get(instance)

@@ -42,6 +42,9 @@ class _Server(uvicorn.Server):
                 log.warning("forced_shutdown")
                 self.supervisor.kill_all()
         self.should_exit = True
+        if self.supervisor is not None:
+            # uvicorn waits for open connections before it returns: end the log follows.
+            self.supervisor.loghub.end_followers()
 
 
 async def run(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
@@ -58,6 +61,8 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None) -> None
         log_config=None,
         access_log=False,
         lifespan="off",
+        # A backstop: the log follows are ended at the signal, any other stream after this.
+        timeout_graceful_shutdown=5,
     )
     server = _Server(config)
     server.supervisor = supervisor
