@@ -55,6 +55,24 @@ def test_follow_streams_new_lines_as_server_sent_events(start_supervisor, write_
     assert [e["seq"] for e in seen] == sorted(e["seq"] for e in seen)
 
 
+def test_an_open_follow_ends_cleanly_when_the_supervisor_stops(start_supervisor, write_entry):
+    """SIGTERM ends the live follows, so an operator's open log tail cannot hold the shutdown
+    (uvicorn waits for its connections): the stream finishes, it is not cut."""
+    write_entry("quiet.sh", shell("echo started\nexec sleep 600"), executable=True)
+    sup = start_supervisor()
+    sup.api("POST", "/instances", json={"name": "quiet", "entry": "quiet"}).raise_for_status()
+    with httpx.stream(
+        "GET", f"{sup.url}/api/v1/instances/quiet/logs/follow", timeout=30
+    ) as response:
+        lines = response.iter_lines()
+        wait_for(
+            lambda: "started" in next(lines), timeout=15, what="the program's line in the follow"
+        )
+        assert sup.stop() == 0
+        for _ in lines:  # a stream cut by the server raises RemoteProtocolError here
+            pass
+
+
 def test_logs_are_republished_on_zmq_one_topic_per_instance(start_supervisor, write_entry):
     """A ZMQ SUB on the log stream, subscribed to one instance, gets that instance's lines only."""
     write_entry(
