@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 import structlog
 import zmq
 import zmq.asyncio
@@ -32,13 +33,14 @@ from .loghub import LogEntry, LogHub
 from .mergepatch import merge_patch
 from .monitor import NodeSampler, TreeSampler
 from .ports import PortAllocator
+from .preview import Preview, PreviewCache, check_preview
 from .process import ProgramProcess
 from .registry import Registry, RegistryChanges
 from .settings import Settings
 from .spawner import Spawner
 from .specs import EntrySpec, InputSpec, RestartMode
 from .store import InstanceRecord, StateStore
-from .streamtap import average_images
+from .streamtap import average_images, latest_image
 from .views import (
     ConfigResult,
     CreateInstance,
@@ -52,6 +54,9 @@ from .views import (
 __all__ = ["Supervisor"]
 
 log = structlog.get_logger(__name__)
+
+PREVIEW_TIMEOUT = 5.0
+"""Seconds a preview waits for an image of the stream."""
 
 
 class Supervisor:
@@ -84,6 +89,7 @@ class Supervisor:
         self._batch = False  # True while many changes are made: save once at the end
         self._launching: list[str] = []  # instances being launched: finds input cycles
         self.stale_messages = 0
+        self._previews = PreviewCache()
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -509,16 +515,7 @@ class Supervisor:
             InstanceNotFoundError: no such instance.
             ConflictError: it is not running, has no PUB output, or sent too few images in time.
         """
-        instance = self._get(name)
-        if instance.state not in (InstanceState.RUNNING, InstanceState.STARTING):
-            raise ConflictError(f"instance '{name}' is {instance.state}; start it first")
-        if not self._assign_stream(instance) or instance.spec.output.mode != SocketMode.PUB:
-            raise ConflictError(
-                f"instance '{name}' has no PUB output to collect from (reading a PUSH stream "
-                "would take its frames from the pipelines)"
-            )
-        host = self.settings.stream_host
-        url = f"tcp://{'127.0.0.1' if host in ('*', '0.0.0.0') else host}:{instance.output_port}"
+        url = self._tap_url(name, "collect from")
         wait = timeout if timeout is not None else 10.0 + n_images
         loop = asyncio.get_running_loop()
         image, pulse_id = await loop.run_in_executor(
@@ -534,6 +531,56 @@ class Supervisor:
             shape=info.shape,
         )
         return info
+
+    async def preview(
+        self,
+        name: str,
+        channel: str = "image",
+        colormap: str = "viridis",
+        width: int = 640,
+        vmin: float | None = None,
+        vmax: float | None = None,
+    ) -> Preview:
+        """A PNG of the latest ``channel`` image of instance ``name``, colour-mapped.
+
+        Reads one frame of the instance's PUB output (viewers asking within 0.15 s share it)
+        and renders it in a worker thread. See :func:`supervisor.preview.render_preview`.
+
+        Raises:
+            InstanceNotFoundError: no such instance.
+            InvalidConfigError: an unknown colormap or a bad width or range.
+            ConflictError: it is not running, has no PUB output, or sent no such image in time.
+        """
+        check_preview(colormap, width, vmin, vmax)
+        url = self._tap_url(name, "preview")
+        loop = asyncio.get_running_loop()
+
+        async def grab() -> tuple[np.ndarray, int]:
+            return await loop.run_in_executor(
+                None, latest_image, self._sync_ctx, url, PREVIEW_TIMEOUT, channel
+            )
+
+        return await self._previews.get(
+            name, channel, grab, colormap=colormap, width=width, vmin=vmin, vmax=vmax
+        )
+
+    def _tap_url(self, name: str, purpose: str) -> str:
+        """Where the supervisor itself reads the output of ``name`` (to ``purpose`` it).
+
+        Raises:
+            InstanceNotFoundError: no such instance.
+            ConflictError: it is not running or starting, or has no PUB output.
+        """
+        instance = self._get(name)
+        if instance.state not in (InstanceState.RUNNING, InstanceState.STARTING):
+            raise ConflictError(f"instance '{name}' is {instance.state}; start it first")
+        if not self._assign_stream(instance) or instance.spec.output.mode != SocketMode.PUB:
+            raise ConflictError(
+                f"instance '{name}' has no PUB output to {purpose} (reading a PUSH stream "
+                "would take its frames from the pipelines)"
+            )
+        host = self.settings.stream_host
+        return f"tcp://{'127.0.0.1' if host in ('*', '0.0.0.0') else host}:{instance.output_port}"
 
     async def update_config(self, name: str, patch: dict[str, Any]) -> ConfigResult:
         if not isinstance(patch, dict):

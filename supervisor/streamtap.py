@@ -1,4 +1,4 @@
-"""Reading an instance's output stream from inside the supervisor (backgrounds, for now).
+"""Reading an instance's output stream from inside the supervisor: backgrounds and previews.
 
 Blocking code, run in a worker thread: the event loop keeps serving while frames arrive.
 """
@@ -14,7 +14,7 @@ from .contract import SocketMode
 from .contract.bsread import DecodeError, Decoder
 from .errors import ConflictError
 
-__all__ = ["average_images"]
+__all__ = ["average_images", "latest_image"]
 
 _POLL_MS = 100
 
@@ -83,3 +83,62 @@ def average_images(
     if kind == "f":
         return total / count, first_pulse
     return (total // count).astype(dtype), first_pulse
+
+
+def latest_image(
+    context: zmq.Context,
+    url: str,
+    timeout: float,
+    channel: str = "image",
+) -> tuple[np.ndarray, int]:
+    """The next 2-D ``channel`` image published at ``url`` (a PUB stream), and its pulse id.
+
+    Subscribes, takes the first message with such an image, and unsubscribes: the publisher
+    sends this reader a frame or two (its queue is capped by a receive HWM of 1), not the
+    stream. Messages that do not decode are skipped and counted, as are messages without the
+    image.
+
+    Raises:
+        ConflictError: no such image within ``timeout`` seconds.
+    """
+    socket = context.socket(zmq.SUB)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.RCVHWM, 1)
+    socket.setsockopt(zmq.SUBSCRIBE, b"")
+    decoder = Decoder()
+    received = malformed = 0
+    channels: list[str] = []
+    deadline = time.monotonic() + timeout
+    try:
+        socket.connect(url)
+        while time.monotonic() < deadline:
+            if not socket.poll(_POLL_MS):
+                continue
+            try:
+                message = decoder.decode(socket.recv_multipart(copy=False))
+            except DecodeError:
+                malformed += 1
+                continue
+            if message is None:
+                continue
+            received += 1
+            image = message.data.get(channel)
+            if (
+                isinstance(image, np.ndarray)
+                and image.ndim == 2
+                and image.size > 0
+                and image.dtype.kind in "biuf"
+            ):
+                return image, message.pulse_id
+            channels = list(message.data)
+    finally:
+        socket.close()
+    if received:
+        seen = ", ".join(repr(c) for c in channels) or "none"
+        problem = (
+            f"none of the {received} messages from {url} in {timeout:g} s had a 2-D image in "
+            f"channel {channel!r} (the last one's channels: {seen})"
+        )
+    else:
+        problem = f"no message arrived from {url} in {timeout:g} s"
+    raise ConflictError(problem + (f" ({malformed} malformed messages)" if malformed else ""))

@@ -27,6 +27,7 @@ from supervisor.errors import (
 )
 from supervisor.logring import LogEntry
 from supervisor.mergepatch import merge_patch
+from supervisor.preview import Preview, check_preview, render_preview
 from supervisor.registry import Entry, EntryKind
 from supervisor.settings import Settings
 from supervisor.specs import EntrySpec, RestartPolicy
@@ -117,7 +118,7 @@ class FakeSupervisor:
         self.settings = Settings(registry=registry_dir, max_upload_bytes=UPLOAD_LIMIT)
         self.registry = FakeRegistry(UPLOAD_LIMIT)
         self.backgrounds = BackgroundStore(registry_dir / "backgrounds", UPLOAD_LIMIT)
-        self.camera_images: dict[str, list[np.ndarray]] = {}  # what collect_background reads
+        self.camera_images: dict[str, list[np.ndarray]] = {}  # backgrounds and previews read
         self.started_at = time.time() - 5.0
         self.instances: dict[str, InstanceInfo] = {}
         self.logs: dict[str, list[LogEntry]] = {}
@@ -267,6 +268,32 @@ class FakeSupervisor:
         total = np.sum(images[:n_images], axis=0, dtype=np.int64)
         mean = (total // n_images).astype(images[0].dtype)
         return self.backgrounds.save(background_id(name), mean)
+
+    async def preview(
+        self,
+        name: str,
+        channel: str = "image",
+        colormap: str = "viridis",
+        width: int = 640,
+        vmin: float | None = None,
+        vmax: float | None = None,
+    ) -> Preview:
+        """The last of ``camera_images[name]``, as pulse id 1000 + its index."""
+        info = self._get(name)
+        check_preview(colormap, width, vmin, vmax)
+        if info.state != InstanceState.RUNNING:
+            raise ConflictError(f"instance {name!r} is {info.state}; start it first")
+        images = self.camera_images.get(name, []) if channel == "image" else []
+        if not images:
+            raise ConflictError(f"no message arrived from {name!r} in 5 s")
+        return render_preview(
+            images[-1],
+            colormap=colormap,
+            width=width,
+            vmin=vmin,
+            vmax=vmax,
+            pulse_id=1000 + len(images) - 1,
+        )
 
     def node_info(self) -> dict[str, Any]:
         if self.fail_node_info:

@@ -24,6 +24,7 @@ from . import (
     routes_instances,
     routes_logs,
     routes_node,
+    routes_preview,
     routes_registry,
     routes_streams,
 )
@@ -143,6 +144,7 @@ def create_app(
         routes_instances,
         routes_logs,
         routes_backgrounds,
+        routes_preview,
         routes_streams,
     ):
         app.include_router(module.router, prefix=API_PREFIX)

@@ -12,6 +12,7 @@ from ..audit import AuditLog
 if TYPE_CHECKING:
     from ..backgrounds import BackgroundInfo, BackgroundStore
     from ..logring import LogEntry
+    from ..preview import Preview
     from ..registry import Registry
     from ..settings import Settings
     from ..views import ConfigResult, CreateInstance, InstanceInfo
@@ -50,6 +51,15 @@ class SupervisorAPI(Protocol):
     async def collect_background(
         self, name: str, n_images: int, timeout: float | None = None
     ) -> BackgroundInfo: ...
+    async def preview(
+        self,
+        name: str,
+        channel: str = "image",
+        colormap: str = "viridis",
+        width: int = 640,
+        vmin: float | None = None,
+        vmax: float | None = None,
+    ) -> Preview: ...
 
 
 def get_supervisor(request: Request) -> SupervisorAPI:

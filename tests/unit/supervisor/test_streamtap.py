@@ -1,4 +1,4 @@
-"""Averaging the images of a live stream (background collection), over real ZMQ sockets."""
+"""Reading a live stream: averaging its images (backgrounds), its latest image (previews)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import zmq
 from supervisor.contract import SocketMode
 from supervisor.contract.bsread import Encoder
 from supervisor.errors import ConflictError
-from supervisor.streamtap import average_images
+from supervisor.streamtap import average_images, latest_image
 
 
 @pytest.fixture
@@ -106,3 +106,61 @@ def test_a_shape_change_while_collecting_is_an_error(context, publish) -> None:
     url = publish(lambda i: {"image": np.zeros((2, 2 + i % 2), np.uint16)})
     with pytest.raises(ConflictError, match="image shape changed"):
         average_images(context, url, SocketMode.SUB, 50, timeout=10)
+
+
+# -- the latest image, for previews ----------------------------------------------------------
+
+
+def test_the_latest_image_is_the_first_that_arrives_with_its_pulse_id(context, publish) -> None:
+    """One image is returned with the pulse id of its own message."""
+    url = publish(lambda i: {"image": np.full((3, 5), i, np.uint16)})
+    image, pulse_id = latest_image(context, url, timeout=10)
+    assert image.shape == (3, 5)
+    assert pulse_id >= 1000
+    np.testing.assert_array_equal(image, np.full((3, 5), pulse_id - 1000))
+
+
+def test_the_latest_image_skips_malformed_messages_and_other_channels(context, publish) -> None:
+    """Garbage, messages without the channel and 1-D arrays in it are passed over."""
+
+    def mixed(i: int) -> dict | bytes:
+        if i % 4 == 0:
+            return b"garbage"
+        if i % 4 == 1:
+            return {"image": np.arange(6, dtype=np.uint16)}  # 1-D: a profile, not an image
+        if i % 4 == 2:
+            return {"intensity": 1.0}
+        return {"image": np.full((2, 2), 9, np.uint8), "intensity": 2.0}
+
+    url = publish(mixed)
+    image, _ = latest_image(context, url, timeout=10)
+    np.testing.assert_array_equal(image, np.full((2, 2), 9, np.uint8))
+
+
+def test_the_latest_image_of_another_channel(context, publish) -> None:
+    """``channel`` picks the array to read."""
+    url = publish(lambda i: {"image": np.zeros((2, 2)), "roi": np.ones((4, 3), np.float32)})
+    image, _ = latest_image(context, url, timeout=10, channel="roi")
+    np.testing.assert_array_equal(image, np.ones((4, 3), np.float32))
+
+
+def test_a_silent_stream_has_no_latest_image(context, publish) -> None:
+    """Nothing in time: a conflict that says no message arrived."""
+    url = publish(lambda i: None)
+    with pytest.raises(ConflictError, match=r"no message arrived from tcp://.* in 0.3 s$"):
+        latest_image(context, url, timeout=0.3)
+
+
+def test_a_stream_without_the_image_says_which_channels_it_has(context, publish) -> None:
+    """Messages without a 2-D image: the error names the channel asked and those seen."""
+
+    def mixed(i: int) -> dict | bytes:
+        return b"garbage" if i % 2 else {"x_profile": np.arange(4.0), "intensity": 1.0}
+
+    url = publish(mixed)
+    with pytest.raises(ConflictError) as caught:
+        latest_image(context, url, timeout=0.3)
+    message = caught.value.message
+    assert "had a 2-D image in channel 'image'" in message
+    assert "'x_profile', 'intensity'" in message
+    assert "malformed messages)" in message
