@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8090
 
-.PHONY: install sysdeps native demo test lint format schemas bench clean
+.PHONY: install sysdeps browser native demo test lint format schemas bench clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -30,6 +30,14 @@ sysdeps:
 		{ command -v apt-get >/dev/null || { echo "install: $(C_PACKAGES)"; exit 1; }; \
 		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(C_PACKAGES); }
 
+## Headless Chromium and its driver from Debian, for the web page tests (never downloaded by
+## selenium itself: the tests give it both paths).
+BROWSER_PACKAGES := chromium chromium-driver
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ command -v apt-get >/dev/null || { echo "install: $(BROWSER_PACKAGES)"; exit 1; }; \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES); }
+
 ## The C library and the example native program.
 native: sysdeps
 	$(MAKE) -C runners/c
@@ -41,7 +49,7 @@ demo: install
 	$(VENV)/bin/pipevisor serve --registry examples/registry --port $(PORT)
 
 ## Lint, then the whole test suite.
-test: install
+test: install browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest

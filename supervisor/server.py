@@ -72,6 +72,10 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None) -> None
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.on_signal)
     await supervisor.start()
+    address = f"http://{settings.api_host}:{sockets[0].getsockname()[1]}"
+    log.info(
+        "api_listening", page=f"{address}/", docs=f"{address}/docs", token=bool(app.state.token)
+    )
     try:
         await server.serve(sockets=sockets)
     finally:

@@ -27,6 +27,7 @@ from . import (
     routes_preview,
     routes_registry,
     routes_streams,
+    routes_web,
 )
 from .auth import GuardMiddleware
 from .deps import API_PREFIX, SupervisorAPI
@@ -148,6 +149,7 @@ def create_app(
         routes_streams,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
+    routes_web.mount(app)  # the operators' page at /ui/, and / leading to it
     app.add_exception_handler(SupervisorError, _domain_error)
     app.add_middleware(GuardMiddleware)  # inside: sees the answers of the routes
     app.add_middleware(_UnexpectedErrors)  # outside: a crash is a 500 the guard audits
