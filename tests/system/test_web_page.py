@@ -16,7 +16,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.browser import start_chromium
 from tests.support import SupervisorProcess, wait_for
@@ -292,3 +292,42 @@ def test_the_preview_shows_the_latest_frame_of_a_camera(
     # It keeps refreshing at the chosen rate: a later frame replaces it.
     until(browser, lambda d: int(status.text.split()[1]) > first, "a newer frame")
     assert console_errors(browser) == []
+
+
+def test_an_operator_creates_an_instance_from_the_registry_and_restarts_it(
+    browser: WebDriver, node: Callable[..., SupervisorProcess]
+) -> None:
+    sup = node()
+    open_page(browser, sup)
+    entries = browser.find_element(By.ID, "create-entry")
+    until(browser, lambda d: "cam" in entries.text.split(), "the registry's entries listed")
+    Select(entries).select_by_value("cam")
+    browser.find_element(By.ID, "create-name").send_keys("cam2")
+    browser.find_element(By.CSS_SELECTOR, "#create-form button[type=submit]").click()
+    until(browser, lambda d: cell(d, "cam2", "state") == "running", "the new instance running")
+    assert sup.instance("cam2")["entry"] == "cam"
+    # Created instances open in the detail view.
+    title = browser.find_element(By.ID, "detail-title")
+    until(browser, lambda d: title.text == "cam2 · cam", "its detail view")
+    wait_for(lambda: sup.instance("cam2")["ready"], what="cam2 ready")
+    first_pid = sup.instance("cam2")["pid"]
+
+    click_action(browser, "cam2", "restart")
+    until(browser, lambda d: sup.instance("cam2")["run"] == 2, "a second run")
+    until(browser, lambda d: cell(d, "cam2", "state") == "running", "running again")
+    assert sup.instance("cam2")["pid"] != first_pid
+    until(
+        browser,
+        lambda d: "run 2 started" in d.find_element(By.ID, "logs").text,
+        "the restart in the log",
+    )
+
+    # A name the API refuses: the page quotes the refusal.
+    browser.find_element(By.ID, "create-name").send_keys("cam2")
+    browser.find_element(By.CSS_SELECTOR, "#create-form button[type=submit]").click()
+    banner = browser.find_element(By.ID, "banner")
+    until(browser, lambda d: banner.is_displayed(), "the refusal shown")
+    assert "cam2" in banner.text
+    assert "exists" in banner.text or "taken" in banner.text
+    errors = console_errors(browser)
+    assert all("409" in e for e in errors), errors
