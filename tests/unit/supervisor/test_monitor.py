@@ -71,3 +71,19 @@ def test_the_node_sample_is_sane() -> None:
     assert len(node.load) == 3
     assert node.net_rx_bytes_per_s >= 0
     assert node.net_tx_bytes_per_s >= 0
+
+
+@pytest.mark.parametrize("reader", ["proc", "psutil"])
+def test_both_readers_agree_with_psutil_on_a_tree(tree, reader) -> None:
+    """/proc's reading and the portable one give psutil's own figures for the same tree."""
+    parent, child_pid = tree
+    sampler = TreeSampler()
+    if reader == "psutil":
+        sampler._linux = False  # the path taken where there is no /proc
+    sample = sampler.sample({"busy": parent.pid})["busy"]
+    members = [psutil.Process(parent.pid), psutil.Process(child_pid)]
+    assert sample.processes == 2
+    assert sample.threads == sum(p.num_threads() for p in members)
+    assert sample.fds == sum(p.num_fds() for p in members)
+    rss = sum(p.memory_info().rss for p in members)
+    assert abs(sample.rss_bytes - rss) < 0.05 * rss  # a busy child's pages move a little
