@@ -87,6 +87,7 @@ class Instance:
         self.stream_url: str | None = None
         self.output_url: str | None = None
         self.data_url: str | None = None
+        self.merge_urls: list[str] = []
         self._timer: asyncio.TimerHandle | None = None
         self._pending: dict[int, asyncio.Future[str | None]] = {}
         self.log = log.bind(instance=name)
@@ -453,6 +454,7 @@ class Instance:
             output_mode=str(self.spec.output.mode) if self.spec.output.enabled else None,
             input=self.spec.input,
             data_url=self.data_url,
+            merge_urls=list(self.merge_urls),
             config=self.config,
             config_seq=self.config_seq,
             config_pending_restart=self.config_pending_restart,

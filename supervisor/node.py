@@ -18,7 +18,7 @@ import zmq.asyncio
 
 from . import __version__
 from .backgrounds import BackgroundInfo, BackgroundStore, background_id
-from .contract import ContractEnv, SocketMode
+from .contract import ContractEnv, MergeInput, SocketMode
 from .contract.messages import ConfigAck, ConfigError, Hello, Ready, Status
 from .control import ControlServer
 from .errors import (
@@ -204,15 +204,22 @@ class Supervisor:
         self._launching.append(instance.name)
         try:
             data_url, data_mode = self._resolve_input(instance)
+            if spec.merge and data_url is None:
+                raise ConflictError(
+                    f"instance '{instance.name}' merges streams but has no input to merge them with"
+                )
+            merge = [MergeInput(url=url, mode=mode) for url, mode in map(self._resolve, spec.merge)]
         finally:
             self._launching.pop()
         instance.data_url = data_url
+        instance.merge_urls = [m.url for m in merge]
         contract = ContractEnv(
             instance=instance.name,
             run=instance.run,
             config=instance.config,
             data_url=data_url,
             data_mode=data_mode,
+            merge=merge,
             output_url=output_url,
             output_mode=spec.output.mode,
             config_url=self._control.url,
@@ -239,6 +246,10 @@ class Supervisor:
             spec = InputSpec(camera=camera)  # a CamServer pipeline config names its camera
         if spec is None:
             return None, SocketMode.SUB
+        return self._resolve(spec)
+
+    def _resolve(self, spec: InputSpec) -> tuple[str, SocketMode]:
+        """The URL and socket mode of one input, its source created and started if needed."""
         if spec.url is not None:
             return spec.url, spec.mode or SocketMode.SUB
         source = self._source(spec.source or "")
@@ -361,6 +372,8 @@ class Supervisor:
         update: dict[str, Any] = {}
         if record.input is not None:
             update["input"] = record.input
+        if record.merge is not None:
+            update["merge"] = record.merge
         if record.output is not None:
             update["output"] = record.output
         if record.restart is not None:
@@ -439,6 +452,7 @@ class Supervisor:
             entry=req.entry,
             config=merge_patch(base, req.config),
             input=req.input,
+            merge=req.merge,
             output=req.output,
             restart=req.restart,
             desired="running" if req.start or req.permanent else "stopped",

@@ -116,6 +116,13 @@ class EntrySpec(StrictModel):
         default_factory=dict, description="Default configuration handed to the program."
     )
     input: InputSpec | None = Field(None, description="The DATA stream; None for a source.")
+    merge: list[InputSpec] = Field(
+        default_factory=list,
+        max_length=8,
+        description="More streams aligned with DATA by pulse id (a camera and a bsread stream "
+        "of scalars, say); resolved and started like 'input'. The Python runner delivers each "
+        "pulse with the channels of every stream (see its merge_* options).",
+    )
     output: OutputSpec = Field(default_factory=OutputSpec, description="The OUTPUT stream.")
     restart: RestartPolicy = Field(default_factory=RestartPolicy, description="Restart policy.")
     permanent: bool = Field(

@@ -52,6 +52,9 @@ class InstanceStats(StrictModel):
     clients: int | None = Field(None, description="Peers connected to the output.")
     last_pulse_id: int | None = Field(None, description="Last pulse id handled.")
     last_error: str | None = Field(None, description="The program's last processing error.")
+    counters: dict[str, float] = Field(
+        default_factory=dict, description="The program's own counters and gauges, by name."
+    )
     rate_in: float = Field(0.0, description="Input messages per second.")
     rate_out: float = Field(0.0, description="Output messages per second.")
     byte_rate_in: float = Field(0.0, description="Input bytes per second.")
@@ -122,6 +125,9 @@ class InstanceInfo(StrictModel):
     output_mode: str | None = Field(None, description="PUB or PUSH.")
     input: InputSpec | None = Field(None, description="Where DATA comes from.")
     data_url: str | None = Field(None, description="Resolved DATA URL.")
+    merge_urls: list[str] = Field(
+        default_factory=list, description="Resolved URLs of the streams merged with DATA."
+    )
     config: dict[str, Any] = Field(default_factory=dict, description="Current configuration.")
     config_seq: int = Field(0, description="Sequence number of the current configuration.")
     config_pending_restart: bool = Field(
@@ -162,6 +168,9 @@ class CreateInstance(StrictModel):
         default_factory=dict, description="Overrides of the entry's parameters (JSON merge patch)."
     )
     input: InputSpec | None = Field(None, description="Override of the entry's input.")
+    merge: list[InputSpec] | None = Field(
+        None, max_length=8, description="Override of the entry's merged inputs ([] for none)."
+    )
     output: OutputSpec | None = Field(None, description="Override of the entry's output.")
     restart: RestartPolicy | None = Field(None, description="Override of the restart policy.")
     start: bool = Field(True, description="Start it right away.")

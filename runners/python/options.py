@@ -41,6 +41,18 @@ class RunnerOptions(StrictModel):
     """PUSH only: seconds to wait for a connected peer (a writer, a buffer) to take a message
     before dropping it; 0 never waits. With no peer connected nothing waits: never frozen."""
 
+    merge_wait: float = 0.5
+    """With merged inputs (the entry's ``merge``): seconds a pulse is held for a stream that
+    has not delivered it yet, at most. A pulse is settled at once when every missing stream
+    has moved past it."""
+    merge_missing: Literal["drop", "deliver"] = "drop"
+    """With merged inputs: an incomplete pulse is dropped (CamServer's rule), or delivered
+    without the missing streams' channels. A camera pipeline never gets a pulse without its
+    image."""
+    merge_buffer: int = 200
+    """With merged inputs: pulses held at most while waiting for their other parts; beyond it
+    the oldest is settled at once (counted as ``merge_overflow``)."""
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RunnerOptions:
         """Validate the runner's keys of ``config``; ``None`` means the default (CamServer's rule).
@@ -61,9 +73,13 @@ class RunnerOptions(StrictModel):
                 for key in err["loc"][:1]
             )
             raise OptionError("; ".join(reasons)) from exc
-        for key in ("queue_size", "output_queue_size"):
+        for key in ("queue_size", "output_queue_size", "merge_buffer"):
             if getattr(options, key) < 1:
                 raise OptionError(f"invalid runner option {key}={own[key]!r}: must be at least 1")
+        if options.merge_wait < 0:
+            raise OptionError(
+                f"invalid runner option merge_wait={own['merge_wait']!r}: must be >= 0"
+            )
         if options.output_wait < 0:
             raise OptionError(
                 f"invalid runner option output_wait={own['output_wait']!r}: must be >= 0"

@@ -11,9 +11,10 @@ from typing import Any
 import zmq
 
 from supervisor.contract import ContractEnv, ExitCode, ProgramChannels, SocketMode
-from supervisor.contract.bsread import DecodeError, Decoder, Encoder
+from supervisor.contract.bsread import DecodeError, Decoder, Encoder, Message
 
 from .config import ConfigRefused, Configurator
+from .merge import PulseMerger
 from .sockets import ClientMonitor, bind_output, connect_data
 from .stats import RateLimit, Stats
 
@@ -57,6 +58,8 @@ class Runner:
         self.stats = Stats()
         self.stop_requested = False
         self._data: zmq.Socket | None = None
+        self._merge_inputs: list[zmq.Socket] = []  # the entry's merged streams, after DATA
+        self._merger: PulseMerger | None = None
         self._output: zmq.Socket | None = None
         self._monitor: ClientMonitor | None = None
         self._poller = zmq.Poller()
@@ -95,12 +98,34 @@ class Runner:
                 self.context, self.env.data_url, self.env.data_mode, self.options.queue_size
             )
             self._poller.register(self._data, zmq.POLLIN)
+            if self.env.merge:
+                self._open_merge()
         elif self.env.data_url:
             log.info("a source reads no input: DATA (%s) is not connected", self.env.data_url)
         if self.channels.config_socket is not None:
             self._poller.register(self.channels.config_socket, zmq.POLLIN)
         self.channels.ready(output_url)
         self._next_status = time.monotonic() + self.env.status_interval
+
+    def _open_merge(self) -> None:
+        """Connect the merged streams; their messages are aligned with DATA's by pulse id."""
+        options = self.options
+        for merged in self.env.merge:
+            sock = connect_data(self.context, merged.url, merged.mode, options.merge_buffer)
+            self._merge_inputs.append(sock)
+            self._poller.register(sock, zmq.POLLIN)
+        self._merger = PulseMerger(
+            1 + len(self._merge_inputs),
+            wait=options.merge_wait,
+            missing=options.merge_missing,
+            capacity=options.merge_buffer,
+            primary_required=self.code.kind == "camera",
+        )
+        log.info(
+            "merging %d stream(s) with DATA by pulse id: %s",
+            len(self._merge_inputs),
+            ", ".join(m.url for m in self.env.merge),
+        )
 
     def run(self) -> int:
         """Loop until stopped (0), a finite source ends (0) or an error aborts (2)."""
@@ -114,6 +139,9 @@ class Runner:
             self._monitor.close()
         if self._data is not None:
             self._data.close(linger=0)
+        for sock in self._merge_inputs:
+            sock.close(linger=0)
+        self._merge_inputs = []
         if self._output is not None:
             # Give a message still on its way a moment to finish: libzmq 4.3.5 aborts the
             # process (session_base.cpp:233) when a socket is torn down with half of a
@@ -124,6 +152,8 @@ class Runner:
     # -- the two loops ----------------------------------------------------------------------
 
     def _run_processor(self) -> int:
+        if self._merger is not None:
+            return self._run_merging(self._merger)
         data = self._data
         waiting = self._waiting
         while not self.stop_requested:
@@ -134,6 +164,41 @@ class Runner:
                     return code
             self._between_messages(events)
         return ExitCode.OK
+
+    def _run_merging(self, merger: PulseMerger) -> int:
+        """Receive DATA and the merged streams, hand complete (or settled) pulses on in order."""
+        assert self._data is not None
+        inputs = [self._data, *self._merge_inputs]
+        while not self.stop_requested:
+            deadline = merger.next_deadline()
+            timeout = _POLL_MS
+            if deadline is not None:
+                timeout = min(_POLL_MS, max(0, int((deadline - time.monotonic()) * 1000) + 1))
+            events = dict(self._poller.poll(timeout))
+            for index, sock in enumerate(inputs):
+                if sock in events:
+                    self._take_into(merger, index, sock)
+            for pulse in merger.ready(time.monotonic()):
+                code = self._process(pulse.data, pulse.pulse_id, pulse.timestamp)
+                if code is not None:
+                    return code
+            self._between_messages(events)
+        return ExitCode.OK
+
+    def _take_into(self, merger: PulseMerger, index: int, sock: zmq.Socket) -> None:
+        """Decode what ``sock`` holds (bounded) into the merger as stream ``index``."""
+        stats = self.stats
+        now = time.monotonic()
+        for _ in range(_DRAIN_MAX):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            stats.messages_in += 1
+            stats.bytes_in += _nbytes(frames)
+            message = self._decode(frames)
+            if message is not None:
+                merger.add(index, message.pulse_id, message.global_timestamp, message.data, now)
 
     def _run_source(self) -> int:
         holder: list[Iterator[Any] | None] = [None]
@@ -224,22 +289,25 @@ class Runner:
             stats.drops += 1
         if not waiting:
             return None
-        frames = waiting.popleft()
+        message = self._decode(waiting.popleft())
+        if message is None:
+            return None
+        return self._process(message.data, message.pulse_id, message.global_timestamp)
+
+    def _decode(self, frames: list[zmq.Frame]) -> Message | None:
+        """The bsread message, or None for a malformed one (counted, logged rate-limited)."""
         try:
-            message = self._decoder.decode(frames)
+            return self._decoder.decode(frames)
         except DecodeError as exc:
-            stats.malformed += 1
+            self.stats.malformed += 1
             if self._malformed_report.due():
                 log.warning(
                     "dropped %d malformed input message(s), the last: %s",
                     self._malformed_report.take(),
                     exc,
-                    extra={"malformed": stats.malformed},
+                    extra={"malformed": self.stats.malformed},
                 )
             return None
-        if message is None:
-            return None
-        return self._process(message.data, message.pulse_id, message.global_timestamp)
 
     def _process(
         self, data: dict[str, Any], pulse_id: int, timestamp: tuple[int, int]
@@ -344,6 +412,7 @@ class Runner:
                 **self.stats.interval_fields(),
                 log_drops=self.channels.log_drops,
                 clients=None if self._monitor is None else self._monitor.clients,
+                counters={} if self._merger is None else self._merger.counters(),
             )
 
     def _apply(self, seq: int, config: dict[str, Any]) -> None:
@@ -365,6 +434,10 @@ class Runner:
             self._data.setsockopt(zmq.RCVHWM, new.queue_size)
             self._data.disconnect(self.env.data_url)
             self._data.connect(self.env.data_url)
+        if self._merger is not None:  # takes effect from the next pulse
+            self._merger.wait = new.merge_wait
+            self._merger.missing_policy = new.merge_missing
+            self._merger.capacity = new.merge_buffer
         if self._output is not None and new.output_queue_size != old.output_queue_size:
             self._output.setsockopt(zmq.SNDHWM, new.output_queue_size)  # for new clients
         self.channels.ack(seq)

@@ -161,6 +161,13 @@ def render_instances(instances: list[InstanceInfo]) -> str:
         series(name, "counter", text, [(label, getattr(i.stats, attribute)) for label, i in pairs])
     for name, text, attribute in _GAUGES:
         series(name, "gauge", text, [(label, getattr(i.stats, attribute)) for label, i in pairs])
+    _family(lines, "pipevisor_instance_counter", "gauge", "The program's own counters, by name.")
+    lines.extend(
+        f'pipevisor_instance_counter{{instance="{_escape(i.name)}",name="{name}"}} '
+        f"{_number(value)}\n"
+        for i in instances
+        for name, value in i.stats.counters.items()  # names are snake_case: no escaping
+    )
     sampled = [(label, i.resources) for label, i in pairs if i.resources.sampled_at is not None]
     for name, text, attribute in _RESOURCES:
         series(name, "gauge", text, [(label, getattr(r, attribute)) for label, r in sampled])

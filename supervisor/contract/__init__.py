@@ -4,7 +4,14 @@ See CONTRACT.md in this folder. This package imports no supervisor code: program
 """
 
 from .base import StrictModel
-from .env import CONTRACT_VERSION, ContractEnv, EnvVar, SocketMode, native_cache_dir
+from .env import (
+    CONTRACT_VERSION,
+    ContractEnv,
+    EnvVar,
+    MergeInput,
+    SocketMode,
+    native_cache_dir,
+)
 from .messages import (
     ConfigAck,
     ConfigError,
@@ -34,6 +41,7 @@ __all__ = [
     "ExitCode",
     "Hello",
     "LogRecord",
+    "MergeInput",
     "MessageError",
     "ProgramChannels",
     "Ready",

@@ -17,6 +17,7 @@ __all__ = [
     "CONTRACT_VERSION",
     "ContractEnv",
     "EnvVar",
+    "MergeInput",
     "SocketMode",
     "native_cache_dir",
 ]
@@ -40,6 +41,7 @@ class EnvVar(StrEnum):
     STATUS_INTERVAL = "PIPEVISOR_STATUS_INTERVAL"
     BACKGROUNDS = "PIPEVISOR_BACKGROUNDS"
     CACHE_DIR = "PIPEVISOR_CACHE_DIR"  # optional, passed through from the supervisor's own
+    MERGE = "PIPEVISOR_MERGE"  # optional: more DATA streams to align with DATA by pulse id
 
 
 class SocketMode(StrEnum):
@@ -49,6 +51,13 @@ class SocketMode(StrEnum):
     PUSH = "PUSH"
     SUB = "SUB"
     PULL = "PULL"
+
+
+class MergeInput(StrictModel):
+    """One more input stream, to be aligned with DATA by pulse id."""
+
+    url: str = Field(description="URL to connect to.")
+    mode: SocketMode = Field(SocketMode.SUB, description="SUB or PULL.")
 
 
 class ContractEnv(StrictModel):
@@ -65,6 +74,11 @@ class ContractEnv(StrictModel):
         None, description="URL the program connects to for input data; None for a source program."
     )
     data_mode: SocketMode = Field(SocketMode.SUB, description="SUB or PULL: how to receive DATA.")
+    merge: list[MergeInput] = Field(
+        default_factory=list,
+        description="More input streams whose messages belong with DATA's of the same pulse id "
+        "(a program that does not merge may ignore them).",
+    )
     output_url: str | None = Field(None, description="URL the program binds for its output stream.")
     output_mode: SocketMode = Field(SocketMode.PUB, description="PUB or PUSH: how to send OUTPUT.")
     config_url: str | None = Field(
@@ -97,6 +111,13 @@ class ContractEnv(StrictModel):
             raise ValueError(
                 f"{EnvVar.CONFIG} is not valid JSON: {exc}: {raw_config[:200]!r}"
             ) from exc
+        raw_merge = env.get(EnvVar.MERGE, "") or "[]"
+        try:
+            merge = json.loads(raw_merge)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"{EnvVar.MERGE} is not valid JSON: {exc}: {raw_merge[:200]!r}"
+            ) from exc
         return cls(
             contract=int(env.get(EnvVar.CONTRACT, CONTRACT_VERSION)),
             instance=env[EnvVar.INSTANCE],
@@ -104,6 +125,7 @@ class ContractEnv(StrictModel):
             config=config,
             data_url=env.get(EnvVar.DATA_URL) or None,
             data_mode=env.get(EnvVar.DATA_MODE) or SocketMode.SUB,
+            merge=merge,
             output_url=env.get(EnvVar.OUTPUT_URL) or None,
             output_mode=env.get(EnvVar.OUTPUT_MODE) or SocketMode.PUB,
             config_url=env.get(EnvVar.CONFIG_URL) or None,
@@ -127,6 +149,9 @@ class ContractEnv(StrictModel):
             EnvVar.LOG_URL: self.log_url or "",
             EnvVar.STATUS_INTERVAL: repr(self.status_interval),
             EnvVar.BACKGROUNDS: self.backgrounds or "",
+            EnvVar.MERGE: json.dumps([m.model_dump(mode="json") for m in self.merge])
+            if self.merge
+            else "",
         }
 
 

@@ -14,7 +14,7 @@ import json
 from enum import IntEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import Field, StringConstraints, TypeAdapter, ValidationError
 
 from .base import StrictModel
 
@@ -38,6 +38,10 @@ __all__ = [
 ]
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+COUNTER_NAME = r"^[a-z][a-z0-9_]{0,62}$"
+"""A program counter's name: snake_case, so it is a Prometheus label value and a key."""
 
 
 class ExitCode(IntEnum):
@@ -119,6 +123,12 @@ class Status(_Identified):
         None,
         max_length=2000,
         description="The last processing error, for a person (None if there was none).",
+    )
+    counters: dict[Annotated[str, StringConstraints(pattern=COUNTER_NAME)], float] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="The program's own counters and gauges, by name (snake_case): e.g. a "
+        "merge's pulses matched and missing. Shown in the API and in /metrics.",
     )
 
 
