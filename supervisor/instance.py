@@ -88,6 +88,7 @@ class Instance:
         self.output_url: str | None = None
         self.data_url: str | None = None
         self.merge_urls: list[str] = []
+        self.gather_urls: list[str] = []
         self._timer: asyncio.TimerHandle | None = None
         self._pending: dict[int, asyncio.Future[str | None]] = {}
         self.log = log.bind(instance=name)
@@ -455,6 +456,7 @@ class Instance:
             input=self.spec.input,
             data_url=self.data_url,
             merge_urls=list(self.merge_urls),
+            gather_urls=list(self.gather_urls),
             config=self.config,
             config_seq=self.config_seq,
             config_pending_restart=self.config_pending_restart,

@@ -18,7 +18,7 @@ import zmq.asyncio
 
 from . import __version__
 from .backgrounds import BackgroundInfo, BackgroundStore, background_id
-from .contract import ContractEnv, MergeInput, SocketMode
+from .contract import ContractEnv, ExtraInput, SocketMode
 from .contract.messages import ConfigAck, ConfigError, Hello, Ready, Status
 from .control import ControlServer
 from .errors import (
@@ -203,16 +203,21 @@ class Supervisor:
         instance.output_url = output_url
         self._launching.append(instance.name)
         try:
-            data_url, data_mode = self._resolve_input(instance)
+            data_url, data_mode, gather = self._resolve_input(instance)
             if spec.merge and data_url is None:
                 raise ConflictError(
                     f"instance '{instance.name}' merges streams but has no input to merge them with"
                 )
-            merge = [MergeInput(url=url, mode=mode) for url, mode in map(self._resolve, spec.merge)]
+            if spec.merge and gather:
+                raise ConflictError(
+                    f"instance '{instance.name}' cannot both gather (a list as input) and merge"
+                )
+            merge = [ExtraInput(url=url, mode=mode) for url, mode in map(self._resolve, spec.merge)]
         finally:
             self._launching.pop()
         instance.data_url = data_url
         instance.merge_urls = [m.url for m in merge]
+        instance.gather_urls = [g.url for g in gather]
         contract = ContractEnv(
             instance=instance.name,
             run=instance.run,
@@ -220,6 +225,7 @@ class Supervisor:
             data_url=data_url,
             data_mode=data_mode,
             merge=merge,
+            gather=gather,
             output_url=output_url,
             output_mode=spec.output.mode,
             config_url=self._control.url,
@@ -239,14 +245,18 @@ class Supervisor:
         )
         return process
 
-    def _resolve_input(self, instance: Instance) -> tuple[str | None, SocketMode]:
+    def _resolve_input(self, instance: Instance) -> tuple[str | None, SocketMode, list[ExtraInput]]:
+        """DATA's URL and mode, and the other inputs of a fan-in (a list as input)."""
         spec = instance.spec.input
         camera = instance.config.get("camera_name")
         if spec is None and isinstance(camera, str) and camera:
             spec = InputSpec(camera=camera)  # a CamServer pipeline config names its camera
         if spec is None:
-            return None, SocketMode.SUB
-        return self._resolve(spec)
+            return None, SocketMode.SUB, []
+        if isinstance(spec, list):
+            (url, mode), *rest = map(self._resolve, spec)
+            return url, mode, [ExtraInput(url=u, mode=m) for u, m in rest]
+        return *self._resolve(spec), []
 
     def _resolve(self, spec: InputSpec) -> tuple[str, SocketMode]:
         """The URL and socket mode of one input, its source created and started if needed."""

@@ -6,8 +6,9 @@ A registry JSON entry is an ``EntrySpec``; instances are created from entries wi
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from annotated_types import Len
 from pydantic import Field, model_validator
 
 from .contract import SocketMode, StrictModel
@@ -115,7 +116,12 @@ class EntrySpec(StrictModel):
     parameters: dict[str, Any] = Field(
         default_factory=dict, description="Default configuration handed to the program."
     )
-    input: InputSpec | None = Field(None, description="The DATA stream; None for a source.")
+    input: InputSpec | Annotated[list[InputSpec], Len(2, 16)] | None = Field(
+        None,
+        description="The DATA stream; None for a source. A list is a fan-in: the outputs of "
+        "several instances (workers fed by one PUSH) read as one input, put back in pulse-id "
+        "order by the Python runner (its gather_* options).",
+    )
     merge: list[InputSpec] = Field(
         default_factory=list,
         max_length=8,

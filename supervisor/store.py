@@ -25,7 +25,7 @@ class InstanceRecord(StrictModel):
     name: str = Field(description="Instance name.")
     entry: str = Field(description="Registry entry.")
     config: dict[str, Any] = Field(default_factory=dict, description="Current configuration.")
-    input: InputSpec | None = Field(None, description="Input override.")
+    input: InputSpec | list[InputSpec] | None = Field(None, description="Input override.")
     merge: list[InputSpec] | None = Field(None, description="Override of the merged inputs.")
     output: OutputSpec | None = Field(None, description="Output override.")
     restart: RestartPolicy | None = Field(None, description="Restart policy override.")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
+from annotated_types import Len
 from pydantic import Field
 
 from .contract import StrictModel
@@ -123,10 +124,14 @@ class InstanceInfo(StrictModel):
     speaks_contract: bool = Field(False, description="The program connected to CONFIG (hello).")
     stream: str | None = Field(None, description="URL of the output stream, for clients.")
     output_mode: str | None = Field(None, description="PUB or PUSH.")
-    input: InputSpec | None = Field(None, description="Where DATA comes from.")
+    input: InputSpec | list[InputSpec] | None = Field(None, description="Where DATA comes from.")
     data_url: str | None = Field(None, description="Resolved DATA URL.")
     merge_urls: list[str] = Field(
         default_factory=list, description="Resolved URLs of the streams merged with DATA."
+    )
+    gather_urls: list[str] = Field(
+        default_factory=list,
+        description="A fan-in: resolved URLs of the inputs read besides DATA (data_url).",
     )
     config: dict[str, Any] = Field(default_factory=dict, description="Current configuration.")
     config_seq: int = Field(0, description="Sequence number of the current configuration.")
@@ -167,7 +172,9 @@ class CreateInstance(StrictModel):
     config: dict[str, Any] = Field(
         default_factory=dict, description="Overrides of the entry's parameters (JSON merge patch)."
     )
-    input: InputSpec | None = Field(None, description="Override of the entry's input.")
+    input: InputSpec | Annotated[list[InputSpec], Len(2, 16)] | None = Field(
+        None, description="Override of the entry's input (a list: a fan-in)."
+    )
     merge: list[InputSpec] | None = Field(
         None, max_length=8, description="Override of the entry's merged inputs ([] for none)."
     )

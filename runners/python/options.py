@@ -53,6 +53,14 @@ class RunnerOptions(StrictModel):
     """With merged inputs: pulses held at most while waiting for their other parts; beyond it
     the oldest is settled at once (counted as ``merge_overflow``)."""
 
+    gather_wait: float = 1.0
+    """A fan-in (a list as input): seconds a pulse waits for a silent input (a worker that
+    stopped or restarts) before it goes on without knowing whether that input had an earlier
+    one; a pulse older than one gone on is dropped as late (``gather_late``)."""
+    gather_buffer: int = 100
+    """A fan-in: pulses held at most to put the inputs back in pulse-id order; beyond it the
+    oldest goes on at once (``gather_overflow``)."""
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RunnerOptions:
         """Validate the runner's keys of ``config``; ``None`` means the default (CamServer's rule).
@@ -73,13 +81,12 @@ class RunnerOptions(StrictModel):
                 for key in err["loc"][:1]
             )
             raise OptionError("; ".join(reasons)) from exc
-        for key in ("queue_size", "output_queue_size", "merge_buffer"):
+        for key in ("queue_size", "output_queue_size", "merge_buffer", "gather_buffer"):
             if getattr(options, key) < 1:
                 raise OptionError(f"invalid runner option {key}={own[key]!r}: must be at least 1")
-        if options.merge_wait < 0:
-            raise OptionError(
-                f"invalid runner option merge_wait={own['merge_wait']!r}: must be >= 0"
-            )
+        for key in ("merge_wait", "gather_wait"):
+            if getattr(options, key) < 0:
+                raise OptionError(f"invalid runner option {key}={own[key]!r}: must be >= 0")
         if options.output_wait < 0:
             raise OptionError(
                 f"invalid runner option output_wait={own['output_wait']!r}: must be >= 0"

@@ -14,6 +14,7 @@ from supervisor.contract import ContractEnv, ExitCode, ProgramChannels, SocketMo
 from supervisor.contract.bsread import DecodeError, Decoder, Encoder, Message
 
 from .config import ConfigRefused, Configurator
+from .gather import PulseGatherer
 from .merge import PulseMerger
 from .sockets import ClientMonitor, bind_output, connect_data
 from .stats import RateLimit, Stats
@@ -58,8 +59,9 @@ class Runner:
         self.stats = Stats()
         self.stop_requested = False
         self._data: zmq.Socket | None = None
-        self._merge_inputs: list[zmq.Socket] = []  # the entry's merged streams, after DATA
-        self._merger: PulseMerger | None = None
+        # The entry's merged streams, or a fan-in's other inputs, after DATA.
+        self._extra_inputs: list[zmq.Socket] = []
+        self._aligner: PulseMerger | PulseGatherer | None = None
         self._output: zmq.Socket | None = None
         self._monitor: ClientMonitor | None = None
         self._poller = zmq.Poller()
@@ -98,8 +100,8 @@ class Runner:
                 self.context, self.env.data_url, self.env.data_mode, self.options.queue_size
             )
             self._poller.register(self._data, zmq.POLLIN)
-            if self.env.merge:
-                self._open_merge()
+            if self.env.merge or self.env.gather:
+                self._open_extra_inputs()
         elif self.env.data_url:
             log.info("a source reads no input: DATA (%s) is not connected", self.env.data_url)
         if self.channels.config_socket is not None:
@@ -107,24 +109,34 @@ class Runner:
         self.channels.ready(output_url)
         self._next_status = time.monotonic() + self.env.status_interval
 
-    def _open_merge(self) -> None:
-        """Connect the merged streams; their messages are aligned with DATA's by pulse id."""
+    def _open_extra_inputs(self) -> None:
+        """Connect the merged streams (aligned with DATA's by pulse id) or a fan-in's other
+        inputs (read like DATA, put back in pulse-id order)."""
         options = self.options
-        for merged in self.env.merge:
-            sock = connect_data(self.context, merged.url, merged.mode, options.merge_buffer)
-            self._merge_inputs.append(sock)
+        gathering = bool(self.env.gather)
+        extra = self.env.gather if gathering else self.env.merge
+        hwm = options.gather_buffer if gathering else options.merge_buffer
+        for stream in extra:
+            sock = connect_data(self.context, stream.url, stream.mode, hwm)
+            self._extra_inputs.append(sock)
             self._poller.register(sock, zmq.POLLIN)
-        self._merger = PulseMerger(
-            1 + len(self._merge_inputs),
-            wait=options.merge_wait,
-            missing=options.merge_missing,
-            capacity=options.merge_buffer,
-            primary_required=self.code.kind == "camera",
-        )
+        if gathering:
+            self._aligner = PulseGatherer(
+                1 + len(extra), wait=options.gather_wait, capacity=options.gather_buffer
+            )
+        else:
+            self._aligner = PulseMerger(
+                1 + len(extra),
+                wait=options.merge_wait,
+                missing=options.merge_missing,
+                capacity=options.merge_buffer,
+                primary_required=self.code.kind == "camera",
+            )
         log.info(
-            "merging %d stream(s) with DATA by pulse id: %s",
-            len(self._merge_inputs),
-            ", ".join(m.url for m in self.env.merge),
+            "%s %d more stream(s) by pulse id: %s",
+            "gathering" if gathering else "merging with DATA",
+            len(extra),
+            ", ".join(stream.url for stream in extra),
         )
 
     def run(self) -> int:
@@ -139,9 +151,9 @@ class Runner:
             self._monitor.close()
         if self._data is not None:
             self._data.close(linger=0)
-        for sock in self._merge_inputs:
+        for sock in self._extra_inputs:
             sock.close(linger=0)
-        self._merge_inputs = []
+        self._extra_inputs = []
         if self._output is not None:
             # Give a message still on its way a moment to finish: libzmq 4.3.5 aborts the
             # process (session_base.cpp:233) when a socket is torn down with half of a
@@ -152,8 +164,8 @@ class Runner:
     # -- the two loops ----------------------------------------------------------------------
 
     def _run_processor(self) -> int:
-        if self._merger is not None:
-            return self._run_merging(self._merger)
+        if self._aligner is not None:
+            return self._run_aligned(self._aligner)
         data = self._data
         waiting = self._waiting
         while not self.stop_requested:
@@ -165,10 +177,10 @@ class Runner:
             self._between_messages(events)
         return ExitCode.OK
 
-    def _run_merging(self, merger: PulseMerger) -> int:
-        """Receive DATA and the merged streams, hand complete (or settled) pulses on in order."""
+    def _run_aligned(self, merger: PulseMerger | PulseGatherer) -> int:
+        """Receive DATA and the other streams, process pulses in order as the aligner allows."""
         assert self._data is not None
-        inputs = [self._data, *self._merge_inputs]
+        inputs = [self._data, *self._extra_inputs]
         while not self.stop_requested:
             deadline = merger.next_deadline()
             timeout = _POLL_MS
@@ -185,7 +197,7 @@ class Runner:
             self._between_messages(events)
         return ExitCode.OK
 
-    def _take_into(self, merger: PulseMerger, index: int, sock: zmq.Socket) -> None:
+    def _take_into(self, merger: PulseMerger | PulseGatherer, index: int, sock: zmq.Socket) -> None:
         """Decode what ``sock`` holds (bounded) into the merger as stream ``index``."""
         stats = self.stats
         now = time.monotonic()
@@ -412,7 +424,7 @@ class Runner:
                 **self.stats.interval_fields(),
                 log_drops=self.channels.log_drops,
                 clients=None if self._monitor is None else self._monitor.clients,
-                counters={} if self._merger is None else self._merger.counters(),
+                counters={} if self._aligner is None else self._aligner.counters(),
             )
 
     def _apply(self, seq: int, config: dict[str, Any]) -> None:
@@ -434,10 +446,14 @@ class Runner:
             self._data.setsockopt(zmq.RCVHWM, new.queue_size)
             self._data.disconnect(self.env.data_url)
             self._data.connect(self.env.data_url)
-        if self._merger is not None:  # takes effect from the next pulse
-            self._merger.wait = new.merge_wait
-            self._merger.missing_policy = new.merge_missing
-            self._merger.capacity = new.merge_buffer
+        aligner = self._aligner  # new settings take effect from the next pulse
+        if isinstance(aligner, PulseMerger):
+            aligner.wait = new.merge_wait
+            aligner.missing_policy = new.merge_missing
+            aligner.capacity = new.merge_buffer
+        elif isinstance(aligner, PulseGatherer):
+            aligner.wait = new.gather_wait
+            aligner.capacity = new.gather_buffer
         if self._output is not None and new.output_queue_size != old.output_queue_size:
             self._output.setsockopt(zmq.SNDHWM, new.output_queue_size)  # for new clients
         self.channels.ack(seq)

@@ -17,7 +17,7 @@ __all__ = [
     "CONTRACT_VERSION",
     "ContractEnv",
     "EnvVar",
-    "MergeInput",
+    "ExtraInput",
     "SocketMode",
     "native_cache_dir",
 ]
@@ -42,6 +42,7 @@ class EnvVar(StrEnum):
     BACKGROUNDS = "PIPEVISOR_BACKGROUNDS"
     CACHE_DIR = "PIPEVISOR_CACHE_DIR"  # optional, passed through from the supervisor's own
     MERGE = "PIPEVISOR_MERGE"  # optional: more DATA streams to align with DATA by pulse id
+    GATHER = "PIPEVISOR_GATHER"  # optional: more DATA streams to read as DATA (a fan-in)
 
 
 class SocketMode(StrEnum):
@@ -53,8 +54,8 @@ class SocketMode(StrEnum):
     PULL = "PULL"
 
 
-class MergeInput(StrictModel):
-    """One more input stream, to be aligned with DATA by pulse id."""
+class ExtraInput(StrictModel):
+    """One more input stream (of ``merge`` or ``gather``)."""
 
     url: str = Field(description="URL to connect to.")
     mode: SocketMode = Field(SocketMode.SUB, description="SUB or PULL.")
@@ -74,10 +75,16 @@ class ContractEnv(StrictModel):
         None, description="URL the program connects to for input data; None for a source program."
     )
     data_mode: SocketMode = Field(SocketMode.SUB, description="SUB or PULL: how to receive DATA.")
-    merge: list[MergeInput] = Field(
+    merge: list[ExtraInput] = Field(
         default_factory=list,
         description="More input streams whose messages belong with DATA's of the same pulse id "
         "(a program that does not merge may ignore them).",
+    )
+    gather: list[ExtraInput] = Field(
+        default_factory=list,
+        description="More input streams to read exactly like DATA (a fan-in of workers' "
+        "outputs): every message of every one is an input message; pulse-id order is the "
+        "program's to restore.",
     )
     output_url: str | None = Field(None, description="URL the program binds for its output stream.")
     output_mode: SocketMode = Field(SocketMode.PUB, description="PUB or PUSH: how to send OUTPUT.")
@@ -111,13 +118,13 @@ class ContractEnv(StrictModel):
             raise ValueError(
                 f"{EnvVar.CONFIG} is not valid JSON: {exc}: {raw_config[:200]!r}"
             ) from exc
-        raw_merge = env.get(EnvVar.MERGE, "") or "[]"
-        try:
-            merge = json.loads(raw_merge)
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"{EnvVar.MERGE} is not valid JSON: {exc}: {raw_merge[:200]!r}"
-            ) from exc
+        extra = {}
+        for var in (EnvVar.MERGE, EnvVar.GATHER):
+            raw = env.get(var, "") or "[]"
+            try:
+                extra[var] = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{var} is not valid JSON: {exc}: {raw[:200]!r}") from exc
         return cls(
             contract=int(env.get(EnvVar.CONTRACT, CONTRACT_VERSION)),
             instance=env[EnvVar.INSTANCE],
@@ -125,7 +132,8 @@ class ContractEnv(StrictModel):
             config=config,
             data_url=env.get(EnvVar.DATA_URL) or None,
             data_mode=env.get(EnvVar.DATA_MODE) or SocketMode.SUB,
-            merge=merge,
+            merge=extra[EnvVar.MERGE],
+            gather=extra[EnvVar.GATHER],
             output_url=env.get(EnvVar.OUTPUT_URL) or None,
             output_mode=env.get(EnvVar.OUTPUT_MODE) or SocketMode.PUB,
             config_url=env.get(EnvVar.CONFIG_URL) or None,
@@ -149,10 +157,13 @@ class ContractEnv(StrictModel):
             EnvVar.LOG_URL: self.log_url or "",
             EnvVar.STATUS_INTERVAL: repr(self.status_interval),
             EnvVar.BACKGROUNDS: self.backgrounds or "",
-            EnvVar.MERGE: json.dumps([m.model_dump(mode="json") for m in self.merge])
-            if self.merge
-            else "",
+            EnvVar.MERGE: _dump_inputs(self.merge),
+            EnvVar.GATHER: _dump_inputs(self.gather),
         }
+
+
+def _dump_inputs(inputs: list[ExtraInput]) -> str:
+    return json.dumps([i.model_dump(mode="json") for i in inputs]) if inputs else ""
 
 
 def native_cache_dir() -> Path:

@@ -468,6 +468,44 @@ static void *open_socket(pv_program *p, int type, const char *url, int bind, int
     return socket;
 }
 
+/* A fan-in (the entry's input is a list): DATA also connects to every other input, and ZMQ
+ * reads them fairly. The order across inputs is arrival order: unlike the Python runner, the
+ * library does not put pulses back in pulse-id order. 0, or -1 with p->error set. */
+static int connect_gathered(pv_program *p, int data_type)
+{
+    const char *text = env("PIPEVISOR_GATHER");
+    if (text == NULL)
+        return 0;
+    json_error_t err;
+    json_t *inputs = json_loads(text, 0, &err);
+    if (!json_is_array(inputs)) {
+        pv_set_error(p->error, "PIPEVISOR_GATHER is not a JSON list: %.200s", text);
+        json_decref(inputs);
+        return -1;
+    }
+    size_t index;
+    json_t *input;
+    int result = 0;
+    json_array_foreach(inputs, index, input) {
+        const char *url = json_string_value(json_object_get(input, "url"));
+        const char *mode = json_string_value(json_object_get(input, "mode"));
+        int type = mode != NULL && strcmp(mode, "PULL") == 0 ? ZMQ_PULL : ZMQ_SUB;
+        if (url == NULL || type != data_type) {
+            pv_set_error(p->error, "PIPEVISOR_GATHER input %zu: %s", index,
+                         url == NULL ? "no url" : "its mode differs from PIPEVISOR_DATA_MODE");
+            result = -1;
+            break;
+        }
+        if (zmq_connect(p->data, url) != 0) {
+            pv_set_error(p->error, "cannot connect to %s: %s", url, zmq_strerror(errno));
+            result = -1;
+            break;
+        }
+    }
+    json_decref(inputs);
+    return result;
+}
+
 /* The environment and the sockets; 0, or -1 with p->error set. */
 static int open_contract(pv_program *p, json_t **initial)
 {
@@ -529,6 +567,8 @@ static int open_contract(pv_program *p, json_t **initial)
     }
     if ((text = env("PIPEVISOR_DATA_URL")) != NULL &&
         (p->data = open_socket(p, data_type, text, 0, ZMQ_RCVHWM, DATA_HWM, 0)) == NULL)
+        return -1;
+    if (p->data != NULL && connect_gathered(p, data_type) != 0)
         return -1;
     if ((text = env("PIPEVISOR_OUTPUT_URL")) != NULL) {
         if ((p->output = open_socket(p, output_type, text, 1, ZMQ_SNDHWM, OUTPUT_HWM, 0)) == NULL)

@@ -71,13 +71,15 @@ class _Frames:
 class FakeSupervisor:
     """The supervisor's side of the contract for one threshold_projections process."""
 
-    def __init__(self, config: dict[str, Any], program: Path = PROGRAM) -> None:
+    def __init__(self, config: dict[str, Any], program: Path = PROGRAM, gather: int = 0) -> None:
         self.program = program
         self.context = zmq.Context()
         self.router = self._bind(zmq.ROUTER)
         self.logs_socket = self._bind(zmq.PULL)
         self.data = self._bind(zmq.PUSH)
         self.data.setsockopt(zmq.SNDHWM, 1000)
+        # A fan-in's other inputs (PIPEVISOR_GATHER), besides DATA.
+        self.gathered = [self._bind(zmq.PUSH) for _ in range(gather)]
         self.output: zmq.Socket | None = None
         self.identity: bytes | None = None
         self.messages: list[Any] = []
@@ -98,6 +100,11 @@ class FakeSupervisor:
             "PIPEVISOR_CONFIG_URL": self._endpoint(self.router),
             "PIPEVISOR_LOG_URL": self._endpoint(self.logs_socket),
             "PIPEVISOR_STATUS_INTERVAL": "0.2",
+            "PIPEVISOR_GATHER": json.dumps(
+                [{"url": self._endpoint(s), "mode": "PULL"} for s in self.gathered]
+            )
+            if gather
+            else "",
         }
         self.process = subprocess.Popen([str(program)], env=env, stderr=subprocess.PIPE)
 
@@ -374,6 +381,38 @@ def test_a_connected_push_consumer_gets_every_message_and_is_counted() -> None:
         assert status.clients == 1
     finally:
         fake.close()
+
+
+def test_a_fan_in_reads_every_gathered_input_as_data() -> None:
+    """With PIPEVISOR_GATHER, DATA also reads the other inputs: every message of each."""
+    fake = FakeSupervisor({}, program=C_DIR / "build" / "passthrough", gather=2)
+    try:
+        fake.start({})
+        image = np.arange(12, dtype=np.uint16).reshape(3, 4)
+        senders = [fake.data, *fake.gathered]
+        for pulse_id in range(200, 230):
+            frames = fake.encoder.encode({"image": image}, pulse_id, (1_700_000_000, pulse_id))
+            senders[pulse_id % 3].send_multipart(frames)
+        received = sorted(fake.receive()[0].pulse_id for _ in range(30))
+        assert received == list(range(200, 230))
+    finally:
+        fake.close()
+
+
+def test_a_gathered_input_of_another_mode_is_refused_at_start() -> None:
+    """DATA is one socket: a gathered input must use its mode, or the program does not start."""
+    env = {
+        **os.environ,
+        "PIPEVISOR_INSTANCE": "fanin",
+        "PIPEVISOR_DATA_URL": "tcp://127.0.0.1:9",
+        "PIPEVISOR_DATA_MODE": "PULL",
+        "PIPEVISOR_GATHER": json.dumps([{"url": "tcp://127.0.0.1:9", "mode": "SUB"}]),
+    }
+    done = subprocess.run(
+        [str(C_DIR / "build" / "passthrough")], env=env, capture_output=True, timeout=DEADLINE
+    )
+    assert done.returncode != 0
+    assert b"its mode differs from PIPEVISOR_DATA_MODE" in done.stderr
 
 
 def test_a_bad_output_wait_is_refused_by_the_library() -> None:
