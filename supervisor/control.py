@@ -16,13 +16,13 @@ import zmq
 import zmq.asyncio
 
 from .contract import ConfigUpdate, MessageError, dump_message, parse_program_message
-from .contract.messages import ConfigAck, ConfigError, Hello, Ready, Status
+from .contract.messages import ConfigAck, ConfigError, Hello, Ready, Report, Status
 
 __all__ = ["ControlServer", "ProgramMessageHandler"]
 
 log = structlog.get_logger(__name__)
 
-ProgramMessage = Hello | Ready | ConfigAck | ConfigError | Status
+ProgramMessage = Hello | Ready | ConfigAck | ConfigError | Status | Report
 ProgramMessageHandler = Callable[[bytes, ProgramMessage], None]
 
 

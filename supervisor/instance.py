@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from .contract import ConfigUpdate
-from .contract.messages import ConfigAck, ConfigError, Hello, Ready, Status
+from .contract.messages import ConfigAck, ConfigError, Hello, Ready, Report, Status
 from .errors import ConflictError, InvalidConfigError
 from .process import ExitStatus, ProgramProcess, describe_exit
 from .specs import EntrySpec, RestartMode
@@ -93,6 +93,7 @@ class Instance:
         self._pending: dict[int, asyncio.Future[str | None]] = {}
         self.log = log.bind(instance=name)
         self._json: bytes = b""
+        self.report: dict[str, Any] = {}  # the program's last Report
         self._json_key: tuple[Any, ...] | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -253,7 +254,7 @@ class Instance:
     # -- config channel ----------------------------------------------------------------------
 
     def on_message(
-        self, routing_id: bytes, message: Hello | Ready | Status | ConfigAck | ConfigError
+        self, routing_id: bytes, message: Hello | Ready | Status | ConfigAck | ConfigError | Report
     ) -> None:
         """A CONFIG message of the current run."""
         if isinstance(message, Hello):
@@ -269,6 +270,8 @@ class Instance:
             if self.state in (InstanceState.STARTING, InstanceState.RUNNING):
                 self._cancel_timer()
                 self._set(InstanceState.RUNNING, "ready")
+        elif isinstance(message, Report):
+            self.report = message.report  # kept across runs until the next one replaces it
         elif isinstance(message, Status):
             self._update_stats(message)
         elif isinstance(message, ConfigAck):
@@ -457,6 +460,7 @@ class Instance:
             data_url=self.data_url,
             merge_urls=list(self.merge_urls),
             gather_urls=list(self.gather_urls),
+            report=self.report,
             config=self.config,
             config_seq=self.config_seq,
             config_pending_restart=self.config_pending_restart,

@@ -19,7 +19,7 @@ import zmq.asyncio
 from . import __version__
 from .backgrounds import BackgroundInfo, BackgroundStore, background_id
 from .contract import ContractEnv, ExtraInput, SocketMode
-from .contract.messages import ConfigAck, ConfigError, Hello, Ready, Status
+from .contract.messages import ConfigAck, ConfigError, Hello, Ready, Report, Status
 from .control import ControlServer
 from .errors import (
     ConflictError,
@@ -336,7 +336,7 @@ class Supervisor:
         self.loghub.add(instance.name, instance.run, "supervisor", message, level=level)
 
     def _on_program_message(
-        self, routing_id: bytes, message: Hello | Ready | Status | ConfigAck | ConfigError
+        self, routing_id: bytes, message: Hello | Ready | Status | ConfigAck | ConfigError | Report
     ) -> None:
         instance = self._instances.get(message.instance)
         if instance is None or message.run != instance.run:

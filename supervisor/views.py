@@ -162,6 +162,11 @@ class InstanceInfo(StrictModel):
         None, description="On demand: Unix time it stops if no client connects before."
     )
     logs: LogStats = Field(default_factory=LogStats, description="Log counters.")
+    report: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The program's own state, as it last reported it (e.g. a buffer's "
+        "acquisitions); kept across runs until the next report.",
+    )
 
 
 class CreateInstance(StrictModel):

@@ -20,6 +20,7 @@ from ..errors import (
 )
 from . import (
     metrics,
+    routes_acquisitions,
     routes_backgrounds,
     routes_instances,
     routes_logs,
@@ -147,6 +148,7 @@ def create_app(
         routes_backgrounds,
         routes_preview,
         routes_streams,
+        routes_acquisitions,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     routes_web.mount(app)  # the operators' page at /ui/, and / leading to it

@@ -28,8 +28,11 @@ MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 AUDIT_BODY_LIMIT = 2048
 """Bytes of a config change (or creation) body kept in its audit record."""
 
-# Bodies worth auditing: instance creation and config changes (never uploads: they are code).
-_BODY_PATHS = re.compile(rf"^{re.escape(API_PREFIX)}/instances(/[^/]+/config)?/?$")
+# Bodies worth auditing: instance creation, config changes and acquisitions (never uploads:
+# they are code).
+_BODY_PATHS = re.compile(
+    rf"^{re.escape(API_PREFIX)}/instances(/[^/]+/(config|acquisitions(/[^/]+/stop)?))?/?$"
+)
 _FILE_PATH = re.compile(rf"^{re.escape(API_PREFIX)}/registry/files/(.+)$")
 _INSTANCE_PATH = re.compile(rf"^{re.escape(API_PREFIX)}/instances/([^/]+)")
 

@@ -14,7 +14,7 @@ import json
 from enum import IntEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import Field, StringConstraints, TypeAdapter, ValidationError, field_validator
 
 from .base import StrictModel
 
@@ -29,6 +29,7 @@ __all__ = [
     "MessageError",
     "ProgramMessage",
     "Ready",
+    "Report",
     "Status",
     "SupervisorMessage",
     "dump_message",
@@ -39,6 +40,9 @@ __all__ = [
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
+
+REPORT_LIMIT = 256 * 1024
+"""Bytes of a program's report, JSON-encoded, at most."""
 
 COUNTER_NAME = r"^[a-z][a-z0-9_]{0,62}$"
 """A program counter's name: snake_case, so it is a Prometheus label value and a key."""
@@ -132,6 +136,22 @@ class Status(_Identified):
     )
 
 
+class Report(_Identified):
+    """The program's own state for people and tools, a JSON object (e.g. the acquisitions of a
+    buffer: what each wrote). Sent when it changes; the latest one is shown in the API."""
+
+    kind: Literal["report"] = "report"
+    report: dict[str, Any] = Field(description="Free-form, JSON; at most 256 KiB encoded.")
+
+    @field_validator("report")
+    @classmethod
+    def _bounded(cls, report: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(report, separators=(",", ":")))
+        if size > REPORT_LIMIT:
+            raise ValueError(f"a report is {size} bytes encoded, more than {REPORT_LIMIT}")
+        return report
+
+
 class ConfigUpdate(StrictModel):
     """The program's full current configuration (answer to hello, and every live update)."""
 
@@ -153,7 +173,7 @@ class LogRecord(_Identified):
 
 
 ProgramMessage = Annotated[
-    Hello | Ready | ConfigAck | ConfigError | Status, Field(discriminator="kind")
+    Hello | Ready | ConfigAck | ConfigError | Status | Report, Field(discriminator="kind")
 ]
 SupervisorMessage = ConfigUpdate
 

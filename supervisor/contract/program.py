@@ -29,6 +29,7 @@ from .messages import (
     LogRecord,
     MessageError,
     Ready,
+    Report,
     Status,
     dump_message,
     parse_supervisor_message,
@@ -150,6 +151,10 @@ class ProgramChannels:
     def ready(self, output_url: str | None = None) -> None:
         """Tell the supervisor the output is bound and data is processed."""
         self._send(Ready(instance=self.env.instance, run=self.env.run, output_url=output_url))
+
+    def report(self, report: dict[str, Any]) -> None:
+        """Send a ``report``: the program's own state, shown in the API (send it on change)."""
+        self._send(Report(instance=self.env.instance, run=self.env.run, report=report))
 
     def status(self, **counters: Any) -> None:
         """Send a ``status``: ``counters`` are the fields of :class:`Status`."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
-from supervisor.contract import ConfigAck, ConfigError, Hello, Ready, Status
+from supervisor.contract import ConfigAck, ConfigError, Hello, Ready, Report, Status
 from supervisor.instance import Instance, InstanceHooks
 from supervisor.process import ProgramProcess
 from supervisor.specs import EntrySpec, RestartPolicy
@@ -304,3 +305,20 @@ def test_live_config_is_applied_on_ack_and_kept_on_error(tmp_path):
     assert result.seq == 1
     assert "refused the config: gain must be > 0" in error.message
     assert config == {"gain": 2}
+
+
+def test_a_report_is_shown_and_kept_until_the_next(tmp_path):
+    """The program's report reaches the instance's view, and survives a restart of the run."""
+    node = _Node("exec sleep 30", tmp_path)
+
+    async def main():
+        instance = Instance("demo", "x", EntrySpec(program="x.sh"), {}, node.hooks())
+        instance.start()
+        instance.on_message(b"rid", Report(instance="demo", run=1, report={"files": 2}))
+        shown = instance.info().report
+        listed = json.loads(instance.info_json((0, 0, 0, 0)))["report"]
+        await instance.stop()
+        return shown, listed, instance.info().report
+
+    shown, listed, after_stop = run(main())
+    assert shown == listed == after_stop == {"files": 2}

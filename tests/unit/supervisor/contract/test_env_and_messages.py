@@ -90,3 +90,39 @@ def test_supervisor_and_log_messages_round_trip():
     assert parse_log_record(dump_message(record)) == record
     with pytest.raises(MessageError):
         parse_log_record(b'{"kind":"log"}')
+
+
+def test_merge_and_gather_inputs_round_trip_and_are_optional():
+    """The extra inputs travel as JSON lists; a program's environment may lack them."""
+    env = ContractEnv(
+        instance="fanin",
+        run=1,
+        data_url="tcp://127.0.0.1:1",
+        gather=[{"url": "tcp://127.0.0.1:2", "mode": "PULL"}],
+        merge=[{"url": "tcp://127.0.0.1:3"}],
+    )
+    variables = env.to_environ()
+    assert ContractEnv.from_environ(variables) == env
+    plain = ContractEnv.from_environ({EnvVar.INSTANCE: "x", EnvVar.DATA_URL: "tcp://h:1"})
+    assert plain.merge == plain.gather == []
+    with pytest.raises(ValueError, match="PIPEVISOR_GATHER is not valid JSON"):
+        ContractEnv.from_environ({EnvVar.INSTANCE: "x", EnvVar.GATHER: "[{"})
+
+
+def test_a_report_and_counters_are_program_messages_with_bounds():
+    """A report is any JSON object up to 256 KiB; counters are snake_case names."""
+    report = parse_program_message(
+        b'{"kind": "report", "instance": "b", "run": 1, "report": {"acquisitions": {}}}'
+    )
+    assert report.report == {"acquisitions": {}}
+    big = '{"kind": "report", "instance": "b", "run": 1, "report": {"x": "%s"}}' % ("a" * 300_000)
+    with pytest.raises(MessageError, match="more than 262144"):
+        parse_program_message(big.encode())
+    status = parse_program_message(
+        b'{"kind": "status", "instance": "b", "run": 1, "counters": {"merge_pulses": 3}}'
+    )
+    assert status.counters == {"merge_pulses": 3.0}
+    with pytest.raises(MessageError):
+        parse_program_message(
+            b'{"kind": "status", "instance": "b", "run": 1, "counters": {"Bad Name": 3}}'
+        )

@@ -24,4 +24,4 @@ def test_program_message_schema_names_every_kind():
         for d in schema["$defs"].values()
         if "kind" in d.get("properties", {})
     }
-    assert kinds == {"hello", "ready", "config_ack", "config_error", "status"}
+    assert kinds == {"hello", "ready", "config_ack", "config_error", "status", "report"}
