@@ -30,6 +30,7 @@ from supervisor.contract import (
 from .config import ConfigRefused, Configurator
 from .extension import ExtensionError
 from .loader import load
+from .parallel import ParallelError
 from .runner import Runner
 
 log = logging.getLogger("pipevisor.runner")
@@ -108,6 +109,10 @@ def _run(
             runner.open()
         except zmq.ZMQError as exc:
             log.error("cannot bind the output to %s: %s", env.output_url, exc)
+            return ExitCode.FAILURE
+        except ParallelError as exc:
+            parallel = configurator.options.parallel
+            log.error("cannot start the workers of parallel=%s: %s", parallel, exc, exc_info=exc)
             return ExitCode.FAILURE
         log.info("running %s (%s pipeline)", target, code.kind)
         return runner.run()

@@ -27,6 +27,8 @@ class Configurator:
         self.code = code
         self.parameters: dict[str, Any] = {}
         self.options = RunnerOptions()
+        self.config: dict[str, Any] = {}
+        """The configuration last accepted, as it came (what worker processes apply too)."""
         self._config_keys: set[str] = set()
 
     def apply(self, config: Mapping[str, Any]) -> RunnerOptions:
@@ -53,5 +55,6 @@ class Configurator:
         self.parameters.clear()
         self.parameters.update(candidate)
         self._config_keys = set(config)
+        self.config = dict(config)
         self.options = options
         return options

@@ -8,7 +8,7 @@ import itertools
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -40,6 +40,8 @@ class UserCode:
     kind: Kind
     function: Callable[..., Any]
     configure: Callable[[dict[str, Any]], Any] | None
+    target: tuple[Literal["script", "module", "extension"], str] | None = None
+    """How :func:`load` found it, so a worker process can load it again."""
 
 
 def load_script(path: str | Path) -> ModuleType:
@@ -107,11 +109,13 @@ def load(
         ExtensionError: the C extension does not compile or load (the message says why).
     """
     if script is not None:
-        return find_entry(load_script(script), script)
+        code = find_entry(load_script(script), script)
+        return replace(code, target=("script", str(Path(script).resolve())))
     if module is not None:
-        return find_entry(load_module(module), module)
+        return replace(find_entry(load_module(module), module), target=("module", module))
     if extension is not None:
         loaded = load_extension(extension)  # cffi is imported only here, when it is needed
         configure = loaded.configure if loaded.has_configure else None
-        return UserCode(loaded.name, "camera", loaded.process_image, configure)
+        target = ("extension", str(Path(extension).resolve()))
+        return UserCode(loaded.name, "camera", loaded.process_image, configure, target)
     raise LoadError("neither a script, a module nor an extension to load")

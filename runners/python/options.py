@@ -10,6 +10,7 @@ from supervisor.contract import StrictModel
 __all__ = ["OptionError", "RunnerOptions"]
 
 Compression = Literal["none", "bitshuffle_lz4"]
+_MAX_WORKERS = 64
 
 
 class OptionError(ValueError):
@@ -61,6 +62,18 @@ class RunnerOptions(StrictModel):
     """A fan-in: pulses held at most to put the inputs back in pulse-id order; beyond it the
     oldest goes on at once (``gather_overflow``)."""
 
+    parallel: Literal["none", "threads", "processes"] = "none"
+    """Call the function on ``workers`` messages at once: ``threads`` (I/O-bound code, or code
+    that releases the GIL), ``processes`` (CPU-bound Python; big arrays go through shared
+    memory), or ``none``. The output stays in input order. A live change restarts the workers
+    (the messages in flight are finished first)."""
+    workers: int = 2
+    """With ``parallel``: how many threads or processes call the function (1 to 64)."""
+    reorder_buffer: int | None = None
+    """With ``parallel``: results held at most while an earlier message is still being
+    processed; beyond it that one is given up (counted in ``drops``) and its result discarded
+    when it comes. None: ``2 * workers + 2``."""
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RunnerOptions:
         """Validate the runner's keys of ``config``; ``None`` means the default (CamServer's rule).
@@ -87,6 +100,15 @@ class RunnerOptions(StrictModel):
         for key in ("merge_wait", "gather_wait"):
             if getattr(options, key) < 0:
                 raise OptionError(f"invalid runner option {key}={own[key]!r}: must be >= 0")
+        if not 1 <= options.workers <= _MAX_WORKERS:
+            raise OptionError(
+                f"invalid runner option workers={own['workers']!r}: must be 1 to {_MAX_WORKERS}"
+            )
+        if options.reorder_buffer is not None and options.reorder_buffer < 1:
+            raise OptionError(
+                f"invalid runner option reorder_buffer={own['reorder_buffer']!r}: "
+                "must be at least 1"
+            )
         if options.output_wait < 0:
             raise OptionError(
                 f"invalid runner option output_wait={own['output_wait']!r}: must be >= 0"

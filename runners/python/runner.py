@@ -13,9 +13,12 @@ import zmq
 from supervisor.contract import ContractEnv, ExitCode, ProgramChannels, SocketMode
 from supervisor.contract.bsread import DecodeError, Decoder, Encoder, Message
 
+from .calls import Outcome
 from .config import ConfigRefused, Configurator
 from .gather import PulseGatherer
 from .merge import PulseMerger
+from .options import RunnerOptions
+from .parallel import Parallel, ParallelError, open_parallel
 from .sockets import ClientMonitor, bind_output, connect_data
 from .stats import RateLimit, Stats
 
@@ -64,6 +67,8 @@ class Runner:
         self._aligner: PulseMerger | PulseGatherer | None = None
         self._output: zmq.Socket | None = None
         self._monitor: ClientMonitor | None = None
+        self._parallel: Parallel | None = None  # worker threads or processes (``parallel``)
+        self._abort: int | None = None  # the exit code when something between messages stops
         self._poller = zmq.Poller()
         # Input messages taken from ZMQ and not yet processed, oldest first (see _receive).
         self._waiting: deque[list[zmq.Frame]] = deque()
@@ -85,6 +90,7 @@ class Runner:
 
         Raises:
             zmq.ZMQError: the output address cannot be bound.
+            ParallelError: the worker processes of ``parallel`` cannot start.
         """
         output_url = None
         if self.env.output_url:
@@ -104,6 +110,7 @@ class Runner:
                 self._open_extra_inputs()
         elif self.env.data_url:
             log.info("a source reads no input: DATA (%s) is not connected", self.env.data_url)
+        self._parallel = self._open_parallel(self.options)
         if self.channels.config_socket is not None:
             self._poller.register(self.channels.config_socket, zmq.POLLIN)
         self.channels.ready(output_url)
@@ -143,10 +150,14 @@ class Runner:
         """Loop until stopped (0), a finite source ends (0) or an error aborts (2)."""
         if self.code.kind == "source":
             return self._run_source()
-        return self._run_processor()
+        code = self._run_processor()
+        return code if self._abort is None else self._abort
 
     def close(self) -> None:
-        """Close DATA and OUTPUT; the channels belong to the caller."""
+        """Stop the workers, close DATA and OUTPUT; the channels belong to the caller."""
+        if self._parallel is not None:
+            self._parallel.close()
+            self._parallel = None
         if self._monitor is not None:
             self._monitor.close()
         if self._data is not None:
@@ -325,6 +336,8 @@ class Runner:
         self, data: dict[str, Any], pulse_id: int, timestamp: tuple[int, int]
     ) -> int | None:
         parameters = self.configurator.parameters
+        if self._parallel is not None:
+            return self._parallel.submit(pulse_id, timestamp, data, parameters, self._stopping)
         start = time.perf_counter()
         try:
             if self.code.kind == "camera":
@@ -395,7 +408,7 @@ class Runner:
         self.stats.errors += 1
         self.stats.last_error = f"{what}: {type(exc).__name__}: {exc}"[:2000] if exc else what
         if self.options.abort_on_error:
-            log.error("%s; aborting (abort_on_error)", what, exc_info=True)
+            log.error("%s; aborting (abort_on_error)", what, exc_info=exc or True)
             return ExitCode.PROCESSING_ERROR
         if self._error_report.due():
             suppressed = self._error_report.take() - 1
@@ -403,7 +416,7 @@ class Runner:
                 "%s%s",
                 what,
                 f" ({suppressed} more errors since the last report)" if suppressed else "",
-                exc_info=True,
+                exc_info=exc or True,
                 extra={"errors": self.stats.errors},
             )
         return None
@@ -411,6 +424,8 @@ class Runner:
     # -- between messages -------------------------------------------------------------------
 
     def _between_messages(self, events: dict[Any, int]) -> None:
+        if self._parallel is not None:
+            self._stop_with(self._parallel.collect())
         config = self.channels.config_socket
         if config is not None and config in events:
             for update in self.channels.poll_config():
@@ -424,11 +439,13 @@ class Runner:
                 **self.stats.interval_fields(),
                 log_drops=self.channels.log_drops,
                 clients=None if self._monitor is None else self._monitor.clients,
-                counters={} if self._aligner is None else self._aligner.counters(),
+                counters=self._counters(),
             )
 
     def _apply(self, seq: int, config: dict[str, Any]) -> None:
         old = self.options
+        if self._parallel is not None:  # worker threads must not see the dict half updated
+            self._stop_with(self._parallel.quiesce())
         try:
             new = self.configurator.apply(config)
         except ConfigRefused as exc:
@@ -456,4 +473,75 @@ class Runner:
             aligner.capacity = new.gather_buffer
         if self._output is not None and new.output_queue_size != old.output_queue_size:
             self._output.setsockopt(zmq.SNDHWM, new.output_queue_size)  # for new clients
+        failure = self._apply_parallel(old, new)
+        if failure is not None:
+            self.channels.error(seq, failure)
+            return
         self.channels.ack(seq)
+
+    # -- parallel processing (``parallel``: see parallel.py) --------------------------------
+
+    def _open_parallel(self, options: RunnerOptions) -> Parallel | None:
+        return open_parallel(
+            options,
+            self.code,
+            self.configurator.config,
+            stats=self.stats,
+            emit=self._emit,
+            poller=self._poller,
+        )
+
+    def _apply_parallel(self, old: RunnerOptions, new: RunnerOptions) -> str | None:
+        """Pass a configuration on to the workers, or restart them for a new ``parallel`` or
+        ``workers`` (the messages in flight finish first); returns why that failed."""
+        running = self._parallel
+        if (new.parallel, new.workers) == (old.parallel, old.workers):
+            if running is not None:
+                running.reconfigure(self.configurator.config)
+                running.set_reorder_buffer(new.reorder_buffer or 2 * new.workers + 2)
+            return None
+        if running is not None:
+            self._stop_with(running.drain())
+            running.close()
+            self._parallel = None
+        try:
+            self._parallel = self._open_parallel(new)
+        except ParallelError as exc:
+            log.error(
+                "cannot start the workers of parallel=%s: %s", new.parallel, exc, exc_info=exc
+            )
+            self._stop_with(ExitCode.FAILURE)
+            return f"cannot start the workers of parallel={new.parallel}: {exc}"
+        return None
+
+    def _emit(self, outcome: Outcome) -> int | None:
+        """Count and send what came of a message in a worker, as :meth:`_process` does."""
+        pulse_id = outcome.pulse_id
+        what = f"processing pulse {pulse_id} failed"
+        if outcome.error is not None:
+            return self._processing_error(what, outcome.error)
+        self.stats.processed(outcome.seconds)
+        self.stats.last_pulse_id = pulse_id
+        if outcome.flagged:
+            self._flagged(outcome.flagged, pulse_id)
+        if outcome.result is not None:
+            try:
+                self._send(outcome.result, pulse_id, outcome.timestamp)
+            except Exception as exc:
+                return self._processing_error(what, exc)
+        return None
+
+    def _counters(self) -> dict[str, float]:
+        counters = {} if self._aligner is None else self._aligner.counters()
+        if self._parallel is not None:
+            counters.update(self._parallel.counters())
+        return counters
+
+    def _stopping(self) -> bool:
+        return self.stop_requested
+
+    def _stop_with(self, code: int | None) -> None:
+        """Stop the loop with exit code ``code`` (None: carry on)."""
+        if code is not None and self._abort is None:
+            self._abort = code
+            self.stop_requested = True
