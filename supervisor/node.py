@@ -107,7 +107,8 @@ class Supervisor:
                 self._add(record)
             for entry in self.registry.entries():
                 self._add_permanent(entry.name)
-            for instance in self._instances.values():
+            # A copy: starting an instance may create the source it reads.
+            for instance in list(self._instances.values()):
                 if instance.desired == "running" or instance.permanent:
                     instance.start()
         finally:

@@ -42,6 +42,8 @@ class UserCode:
     configure: Callable[[dict[str, Any]], Any] | None
     target: tuple[Literal["script", "module", "extension"], str] | None = None
     """How :func:`load` found it, so a worker process can load it again."""
+    report: Callable[[dict[str, Any]], Any] | None = None
+    """Optional ``report(parameters)``: the program's state for the API (a JSON object)."""
 
 
 def load_script(path: str | Path) -> ModuleType:
@@ -88,13 +90,16 @@ def find_entry(module: ModuleType, name: str) -> UserCode:
     configure = getattr(module, "configure", None)
     if configure is not None and not callable(configure):
         raise LoadError(f"{name}: 'configure' is not a function: {configure!r}")
+    report = getattr(module, "report", None)
+    if report is not None and not callable(report):
+        raise LoadError(f"{name}: 'report' is not a function: {report!r}")
     for attribute, kind in _ENTRIES:
         function = getattr(module, attribute, None)
         if function is None:
             continue
         if not callable(function):
             raise LoadError(f"{name}: {attribute!r} is not a function: {function!r}")
-        return UserCode(name=name, kind=kind, function=function, configure=configure)
+        return UserCode(name=name, kind=kind, function=function, configure=configure, report=report)
     wanted = ", ".join(attribute for attribute, _ in _ENTRIES)
     raise LoadError(f"{name} defines none of {wanted}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import deque
@@ -33,6 +34,14 @@ _DRAIN_MAX = 1000  # input messages taken from ZMQ per processed message, at mos
 # A camera's own channels: the arguments of process_image; the others are its ``bsdata``.
 _CAMERA_CHANNELS = frozenset({"image", "x_axis", "y_axis", "timestamp", "width", "height"})
 _ERROR_KEY = "processing_error"  # CamServer's flag for a frame sent on despite an error
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy numbers and arrays as JSON numbers and lists; anything else as its text."""
+    for method in ("tolist", "item"):  # numpy arrays have both: tolist first
+        if callable(getattr(value, method, None)):
+            return getattr(value, method)()
+    return str(value)
 
 
 def _nbytes(frames: list[Any]) -> int:
@@ -80,6 +89,8 @@ class Runner:
         self._error_report = RateLimit()
         self._flagged_report = RateLimit()
         self._malformed_report = RateLimit()
+        self._report_errors = RateLimit()
+        self._last_report: str | None = None  # the last report sent, as JSON
 
     def request_stop(self) -> None:
         """Ask the loop to finish after the message in hand."""
@@ -435,12 +446,31 @@ class Runner:
         now = time.monotonic()
         if now >= self._next_status:
             self._next_status = now + self.env.status_interval
+            self._report()
             self.channels.status(
                 **self.stats.interval_fields(),
                 log_drops=self.channels.log_drops,
                 clients=None if self._monitor is None else self._monitor.clients,
                 counters=self._counters(),
             )
+
+    def _report(self) -> None:
+        """Send the user code's ``report(parameters)`` when it changed (a JSON object)."""
+        if self.code.report is None:
+            return
+        try:
+            report = self.code.report(self.configurator.parameters)
+            if report is None:
+                return
+            if not isinstance(report, Mapping):
+                raise TypeError(f"report() must return a dict, got {type(report).__name__}")
+            text = json.dumps(report, sort_keys=True, default=_jsonable)
+            if text != self._last_report:
+                self.channels.report(json.loads(text))
+                self._last_report = text
+        except Exception:
+            if self._report_errors.due():
+                log.exception("report() failed (%d times)", self._report_errors.take())
 
     def _apply(self, seq: int, config: dict[str, Any]) -> None:
         old = self.options
@@ -478,6 +508,7 @@ class Runner:
             self.channels.error(seq, failure)
             return
         self.channels.ack(seq)
+        self._report()  # what the new config changed, without waiting for the next status
 
     # -- parallel processing (``parallel``: see parallel.py) --------------------------------
 

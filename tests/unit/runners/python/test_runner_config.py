@@ -122,3 +122,43 @@ def test_simulated_camera_streams_images_and_takes_live_updates(
     status = supervisor.status_where(lambda s: s.messages_out > 0)
     assert status.clients == 1
     assert status.messages_in == 0
+
+
+REPORTING = """
+    import numpy as np
+
+    def process(data, pulse_id, timestamp, parameters):
+        parameters["seen"] = parameters.get("seen", 0) + 1
+        return None
+
+    def report(parameters):
+        if parameters.get("broken"):
+            raise RuntimeError("cannot say")
+        return {"seen": np.int64(parameters.get("seen", 0)), "label": parameters.get("label")}
+"""
+
+
+def test_report_is_sent_when_it_changes_and_a_failing_one_is_logged(
+    supervisor: FakeSupervisor,
+) -> None:
+    """report(parameters) goes out after a config and when its content changes, never twice the
+    same; numpy numbers are written as JSON; an exception is logged and the loop goes on."""
+    supervisor.start(REPORTING, config={"label": "a"})
+    supervisor.handshake()
+    first = supervisor.expect("report")
+    assert first.report == {"seen": 0, "label": "a"}
+    supervisor.send({"value": 1.0}, 7)
+    changed = supervisor.expect("report", where=lambda m: m.report["seen"] == 1)
+    assert changed.report["label"] == "a"
+    supervisor.send_config({"label": "b"}, seq=1)
+    assert supervisor.expect("report", where=lambda m: m.report["label"] == "b").report == {
+        "seen": 1,
+        "label": "b",
+    }
+    supervisor.send_config({"label": "b", "broken": True}, seq=2)
+    supervisor.expect_log(
+        lambda r: "report() failed" in r.message and "cannot say" in (r.exc or "")
+    )
+    supervisor.send({"value": 1.0}, 8)
+    status = supervisor.status_where(lambda s: s.last_pulse_id == 8)  # still processing
+    assert status.errors == 0
