@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8090
 
-.PHONY: install sysdeps browser native demo test lint format schemas bench clean
+.PHONY: install sysdeps browser hdf5tools native demo test lint format schemas bench clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -38,6 +38,13 @@ browser:
 		{ command -v apt-get >/dev/null || { echo "install: $(BROWSER_PACKAGES)"; exit 1; }; \
 		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES); }
 
+## Debian's h5ls and h5clear, which the HDF5 writer's tests run on the files they write.
+HDF5_PACKAGES := hdf5-tools
+hdf5tools:
+	@command -v h5ls >/dev/null && command -v h5clear >/dev/null || \
+		{ command -v apt-get >/dev/null || { echo "install: $(HDF5_PACKAGES)"; exit 1; }; \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(HDF5_PACKAGES); }
+
 ## The C library and the example native program.
 native: sysdeps
 	$(MAKE) -C runners/c
@@ -49,7 +56,7 @@ demo: install
 	$(VENV)/bin/pipevisor serve --registry examples/registry --port $(PORT)
 
 ## Lint, then the whole test suite.
-test: install browser
+test: install browser hdf5tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest

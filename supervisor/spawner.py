@@ -24,6 +24,10 @@ log = structlog.get_logger(__name__)
 _ESCAPEE_SCAN_DELAY = 0.2  # seconds after a run ended
 
 
+_SHARED = frozenset({EnvVar.CACHE_DIR, EnvVar.DATA_DIR})
+"""The supervisor's own variables its programs get too."""
+
+
 class Spawner:
     """Spawns the programs of one node and makes sure none outlives it.
 
@@ -63,11 +67,9 @@ class Spawner:
     ) -> ProgramProcess:
         """Start ``argv`` for ``instance`` with the contract in its environment."""
         # The supervisor's own PIPEVISOR_* settings (its API token above all) stay with it;
-        # only the cache of compiled code is shared with the programs.
+        # only the cache of compiled code and the writers' data folder are shared.
         env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("PIPEVISOR_") or k == EnvVar.CACHE_DIR
+            k: v for k, v in os.environ.items() if not k.startswith("PIPEVISOR_") or k in _SHARED
         }
         env.update(extra_env)
         env.update(contract.to_environ())

@@ -41,6 +41,7 @@ class EnvVar(StrEnum):
     STATUS_INTERVAL = "PIPEVISOR_STATUS_INTERVAL"
     BACKGROUNDS = "PIPEVISOR_BACKGROUNDS"
     CACHE_DIR = "PIPEVISOR_CACHE_DIR"  # optional, passed through from the supervisor's own
+    DATA_DIR = "PIPEVISOR_DATA_DIR"  # optional, passed through: where writers put files
     MERGE = "PIPEVISOR_MERGE"  # optional: more DATA streams to align with DATA by pulse id
     GATHER = "PIPEVISOR_GATHER"  # optional: more DATA streams to read as DATA (a fan-in)
 

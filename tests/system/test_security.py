@@ -44,11 +44,20 @@ def test_token_protects_mutations_and_the_audit_log_records_them(
     assert ("POST", "/api/v1/instances/i/stop", 200) in outcomes
 
 
-def test_the_api_token_never_reaches_a_program(start_supervisor, write_entry):
-    """Programs do not inherit the supervisor's token from its environment."""
+def test_the_api_token_never_reaches_a_program(
+    start_supervisor, write_entry, monkeypatch, tmp_path
+):
+    """Programs do not inherit the supervisor's token from its environment; the writers' data
+    folder, shared on purpose, does reach them."""
     write_entry(
-        "env.sh", shell('echo "token=${PIPEVISOR_TOKEN:-unset}"\nexec sleep 600'), executable=True
+        "env.sh",
+        shell(
+            'echo "token=${PIPEVISOR_TOKEN:-unset}"\necho "data=${PIPEVISOR_DATA_DIR:-unset}"\n'
+            "exec sleep 600"
+        ),
+        executable=True,
     )
+    monkeypatch.setenv("PIPEVISOR_DATA_DIR", str(tmp_path / "data"))
     sup = start_supervisor(token="s3cret")
     assert sup.api("POST", "/instances", json={"name": "env", "entry": "env"}).status_code == 201
 
@@ -57,3 +66,15 @@ def test_the_api_token_never_reaches_a_program(start_supervisor, write_entry):
         return next((e["message"] for e in entries if e["message"].startswith("token=")), None)
 
     assert wait_for(line, what="the token line") == "token=unset"
+    data_line = wait_for(
+        lambda: next(
+            (
+                e["message"]
+                for e in sup.api("GET", "/instances/env/logs").json()
+                if e["message"].startswith("data=")
+            ),
+            None,
+        ),
+        what="the data folder line",
+    )
+    assert data_line == f"data={tmp_path / 'data'}"
