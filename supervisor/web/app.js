@@ -327,6 +327,10 @@ function infoItems(i) {
   if (i.on_demand && i.stops_at) {
     items.push(["stops in", fmtDuration(i.stops_at - Date.now() / 1000)]);
   }
+  const counters = Object.entries(s.counters || {});
+  if (counters.length) {
+    items.push(["counters", counters.map(([k, v]) => `${k} ${fmtNumber(v, 0)}`).join(", ")]);
+  }
   if (s.last_error) items.push(["last error", s.last_error]);
   if (i.exit_code !== null || i.exit_signal) {
     items.push(["last exit", i.exit_signal ? `signal ${i.exit_signal}` : `code ${i.exit_code}`]);
@@ -357,6 +361,10 @@ function renderDetail() {
     pair.firstChild.textContent = term;
     pair.lastChild.textContent = String(value);
   });
+  const report = $("report");
+  const text = Object.keys(info.report || {}).length ? JSON.stringify(info.report, null, 2) : "";
+  if (report.textContent !== text) report.textContent = text;
+  $("report-panel").hidden = !text;
   if (!state.configDirty && info.config_seq !== state.configSeq) loadConfig();
 }
 
