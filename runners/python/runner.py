@@ -14,7 +14,7 @@ import zmq
 from supervisor.contract import ContractEnv, ExitCode, ProgramChannels, SocketMode
 from supervisor.contract.bsread import DecodeError, Decoder, Encoder, Message
 
-from .calls import Outcome
+from .calls import ERROR_KEY, Outcome, invoke
 from .config import ConfigRefused, Configurator
 from .gather import PulseGatherer
 from .merge import PulseMerger
@@ -31,9 +31,6 @@ _POLL_MS = 100  # how long the loop may sleep: bounds the reaction to a stop req
 _OUTPUT_LINGER_MS = 1000  # at exit, well inside the supervisor's SIGKILL grace
 _SOURCE_RESTART = 1.0  # seconds before a source whose generator raised is started again
 _DRAIN_MAX = 1000  # input messages taken from ZMQ per processed message, at most
-# A camera's own channels: the arguments of process_image; the others are its ``bsdata``.
-_CAMERA_CHANNELS = frozenset({"image", "x_axis", "y_axis", "timestamp", "width", "height"})
-_ERROR_KEY = "processing_error"  # CamServer's flag for a frame sent on despite an error
 
 
 def _jsonable(value: Any) -> Any:
@@ -351,22 +348,10 @@ class Runner:
             return self._parallel.submit(pulse_id, timestamp, data, parameters, self._stopping)
         start = time.perf_counter()
         try:
-            if self.code.kind == "camera":
-                bsdata = {k: v for k, v in data.items() if k not in _CAMERA_CHANNELS}
-                result = self.code.function(
-                    data.get("image"),
-                    pulse_id,
-                    timestamp,
-                    data.get("x_axis"),
-                    data.get("y_axis"),
-                    parameters,
-                    bsdata,
-                )
-            else:
-                result = self.code.function(data, pulse_id, timestamp, parameters)
+            result = invoke(self.code, data, pulse_id, timestamp, parameters)
             self.stats.processed(time.perf_counter() - start)
             self.stats.last_pulse_id = pulse_id
-            flagged = parameters.get(_ERROR_KEY)
+            flagged = parameters.get(ERROR_KEY)
             if flagged:
                 self._flagged(flagged, pulse_id)
             if result is not None:
