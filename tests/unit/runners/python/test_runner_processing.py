@@ -351,7 +351,9 @@ def test_push_output_with_a_slow_consumer_waits_instead_of_dropping(
 ) -> None:
     """A connected PUSH consumer (a writer) gets every output message: backpressure, no drops."""
     supervisor.start(PASSTHROUGH, output_mode=SocketMode.PUSH)
-    supervisor.handshake({"output_queue_size": 1})
+    # The consumer takes one every ~0.1 s; on a loaded CI machine an 8 MB hop has been seen to
+    # stall past the default 1 s wait: a longer bound, the same behaviour (wait, not drop).
+    supervisor.handshake({"output_queue_size": 1, "output_wait": 5.0})
     output = supervisor.connect_output()
     output.setsockopt(zmq.RCVHWM, 1)
     supervisor.prime({"image": make_image(), "value": 1.0})
