@@ -106,12 +106,14 @@ def test_a_simulated_camera_is_written_and_viewed_live(
     sup = start_supervisor()
     start(sup, "writer")  # and its camera; the live port is bound before the writer is ready
     assert monitor.poll(int(DEADLINE * 1000)), "the viewer never connected to the live port"
+    written(sup, "writer", 1)  # run_0001 opens with the first message: let one come first
     # The viewer is connected: the next acquisition is seen from its header on.
     response = sup.api("PATCH", "/instances/writer/config", json={"output_file": "cam/run_0002.h5"})
     assert response.status_code == 200, response.text
     messages: list[dict[str, Any]] = []
     blobs: dict[int, bytes] = {}  # msg_number -> blob
-    while sum(m["htype"] == "image" and m["msg_number"] > _header_number(messages)
+    second_file = str(data_dir / "cam" / "run_0002.h5")
+    while sum(m["htype"] == "image" and m["msg_number"] > _header_number(messages, second_file)
               for m in messages) < 5:  # fmt: skip
         assert pull.poll(int(DEADLINE * 1000)), f"the viewer got only {messages}"
         _take(pull, messages, blobs)
@@ -169,9 +171,13 @@ def _take(pull: zmq.Socket, messages: list[dict[str, Any]], blobs: dict[int, byt
     return message
 
 
-def _header_number(messages: list[dict[str, Any]]) -> int:
-    """msg_number of the last header received (images after it belong to its file)."""
-    headers = [m["msg_number"] for m in messages if m["htype"] == "header"]
+def _header_number(messages: list[dict[str, Any]], filename: str) -> int:
+    """msg_number of the header of ``filename`` (images after it belong to that file)."""
+    headers = [
+        m["msg_number"]
+        for m in messages
+        if m["htype"] == "header" and m.get("filename") == filename
+    ]
     return headers[-1] if headers else 1 << 62
 
 
