@@ -204,14 +204,14 @@ class Supervisor:
         instance.output_url = output_url
         self._launching.append(instance.name)
         try:
+            if spec.merge and isinstance(spec.input, list):  # before any source is started
+                raise ConflictError(
+                    f"instance '{instance.name}' cannot both gather (a list as input) and merge"
+                )
             data_url, data_mode, gather = self._resolve_input(instance)
             if spec.merge and data_url is None:
                 raise ConflictError(
                     f"instance '{instance.name}' merges streams but has no input to merge them with"
-                )
-            if spec.merge and gather:
-                raise ConflictError(
-                    f"instance '{instance.name}' cannot both gather (a list as input) and merge"
                 )
             merge = [ExtraInput(url=url, mode=mode) for url, mode in map(self._resolve, spec.merge)]
         finally:
