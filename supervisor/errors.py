@@ -2,7 +2,8 @@
 
 The core raises these; only the edge (the FastAPI app factory, the CLI) maps them to HTTP status
 codes or exit codes: not found -> 404, invalid input -> 422, payload too large -> 413,
-conflict -> 409. Every message is a sentence for a person and quotes the bad input.
+conflict -> 409, unavailable -> 503. Every message is a sentence for a person and quotes the
+bad input.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "SupervisorError",
+    "UnavailableError",
 ]
 
 
@@ -58,3 +60,7 @@ class PayloadTooLargeError(SupervisorError):
 
 class ConflictError(SupervisorError):
     """The request conflicts with the current state (e.g. the name is taken)."""
+
+
+class UnavailableError(SupervisorError):
+    """Something the request needs does not answer now (e.g. the cluster node that runs it)."""

@@ -162,19 +162,24 @@ def _sample_with_psutil(roots: Mapping[str, int]) -> dict[str, ResourceStats]:
 
 
 class NodeSampler:
-    """The machine: CPU, memory, load and network throughput since the previous sample."""
+    """The machine: CPU, memory, load and network throughput since the previous sample.
+
+    Network figures come twice: over every interface, and over the links only (loopback left
+    out), which is what a cluster's placement weighs: same-node streams cost no link.
+    """
 
     def __init__(self) -> None:
         psutil.cpu_percent(None)  # starts the measurement
-        self._net = psutil.net_io_counters()
+        self._net = _net_counters()
         self._net_at = time.monotonic()
 
     def sample(self) -> NodeResources:
         now = time.monotonic()
-        net = psutil.net_io_counters()
+        net = _net_counters()
         elapsed = max(now - self._net_at, 1e-6)
-        rx = max(0, net.bytes_recv - self._net.bytes_recv) / elapsed
-        tx = max(0, net.bytes_sent - self._net.bytes_sent) / elapsed
+        rx, tx, link_rx, link_tx = (
+            max(0, new - old) / elapsed for new, old in zip(net, self._net, strict=True)
+        )
         self._net, self._net_at = net, now
         memory = psutil.virtual_memory()
         return NodeResources(
@@ -187,6 +192,20 @@ class NodeSampler:
             memory_percent=memory.percent,
             net_rx_bytes_per_s=rx,
             net_tx_bytes_per_s=tx,
-            net_rx_bytes=net.bytes_recv,
-            net_tx_bytes=net.bytes_sent,
+            link_rx_bytes_per_s=link_rx,
+            link_tx_bytes_per_s=link_tx,
+            net_rx_bytes=net[0],
+            net_tx_bytes=net[1],
         )
+
+
+def _net_counters() -> tuple[int, int, int, int]:
+    """Bytes received and sent: over all interfaces, then without loopback."""
+    rx = tx = link_rx = link_tx = 0
+    for nic, counters in psutil.net_io_counters(pernic=True).items():
+        rx += counters.bytes_recv
+        tx += counters.bytes_sent
+        if nic != "lo" and not nic.startswith("lo"):
+            link_rx += counters.bytes_recv
+            link_tx += counters.bytes_sent
+    return rx, tx, link_rx, link_tx

@@ -103,9 +103,11 @@ class Supervisor:
         self._spawner.start()
         self._batch = True
         try:
-            for record in self._store.load():
+            # A cluster worker starts empty: its manager owns the desired state and may have
+            # moved this node's instances elsewhere while it was away.
+            for record in [] if self.settings.managed else self._store.load():
                 self._add(record)
-            for entry in self.registry.entries():
+            for entry in [] if self.settings.managed else self.registry.entries():
                 self._add_permanent(entry.name)
             # A copy: starting an instance may create the source it reads.
             for instance in list(self._instances.values()):
@@ -346,6 +348,8 @@ class Supervisor:
         instance.on_message(routing_id, message)
 
     async def _on_registry_change(self, changes: RegistryChanges) -> None:
+        if self.settings.managed:
+            return  # the manager starts permanent entries, on the node it chooses
         for name in changes.added:
             instance = self._add_permanent(name)
             if instance is not None:
@@ -638,6 +642,8 @@ class Supervisor:
         return {
             "version": __version__,
             "hostname": socket.gethostname(),
+            "node_name": self.settings.node_name or socket.gethostname(),
+            "manager": self.settings.manager,
             "pid": os.getpid(),
             "started_at": self.started_at,
             "uptime": time.time() - self.started_at,

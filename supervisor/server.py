@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Callable, Iterator
 
 import structlog
@@ -15,6 +16,7 @@ from .audit import AuditLog
 from .errors import SupervisorError
 from .logconfig import configure_logging
 from .node import Supervisor
+from .registration import register_forever
 from .settings import Settings
 
 __all__ = ["serve"]
@@ -76,9 +78,21 @@ async def run(settings: Settings, *, ready: asyncio.Event | None = None) -> None
     log.info(
         "api_listening", page=f"{address}/", docs=f"{address}/docs", token=bool(app.state.token)
     )
+    registering = None
+    if settings.manager is not None:
+        registering = asyncio.create_task(
+            register_forever(
+                settings.manager,
+                settings.node_name or socket.gethostname(),
+                settings.node_url or address,
+                settings.token,
+            )
+        )
     try:
         await server.serve(sockets=sockets)
     finally:
+        if registering is not None:
+            registering.cancel()
         await supervisor.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

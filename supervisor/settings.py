@@ -57,6 +57,28 @@ class Settings(StrictModel):
         "(CPU, memory, threads, descriptors) and stall checks; 0 turns monitoring off.",
     )
 
+    manager: str | None = Field(
+        None,
+        description="URL of the cluster manager this node works for: the node registers with "
+        "it and runs only what it is told (nothing is restored or started by the node itself, "
+        "so a node that comes back never runs what the manager has moved elsewhere).",
+    )
+    node_name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Name of this node in the cluster (default: the host name).",
+    )
+    node_url: str | None = Field(
+        None,
+        description="URL the manager reaches this node's API at (default: http://HOST:PORT as "
+        "bound).",
+    )
+
+    @property
+    def managed(self) -> bool:
+        """The node works for a cluster manager, which owns its desired state."""
+        return self.manager is not None
+
     @model_validator(mode="after")
     def _defaults(self) -> Settings:
         if self.state_dir is None:

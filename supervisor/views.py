@@ -92,6 +92,12 @@ class NodeResources(StrictModel):
     memory_percent: float = Field(description="Memory in use, %.")
     net_rx_bytes_per_s: float = Field(description="Received over all interfaces, bytes/s.")
     net_tx_bytes_per_s: float = Field(description="Sent over all interfaces, bytes/s.")
+    link_rx_bytes_per_s: float = Field(
+        0.0, description="Received over the links (loopback left out), bytes/s."
+    )
+    link_tx_bytes_per_s: float = Field(
+        0.0, description="Sent over the links (loopback left out), bytes/s."
+    )
     net_rx_bytes: int = Field(description="Received since boot, bytes.")
     net_tx_bytes: int = Field(description="Sent since boot, bytes.")
 
@@ -110,6 +116,9 @@ class InstanceInfo(StrictModel):
 
     name: str = Field(description="Instance name.")
     entry: str = Field(description="Registry entry it runs.")
+    node: str | None = Field(
+        None, description="The cluster node that runs it (set by a manager; None on a node)."
+    )
     state: InstanceState = Field(description="Lifecycle state.")
     desired: str = Field(description="'running' or 'stopped': what the supervisor steers towards.")
     reason: str = Field("", description="Why it is in this state, for a person.")

@@ -17,6 +17,7 @@ from ..errors import (
     NotFoundError,
     PayloadTooLargeError,
     SupervisorError,
+    UnavailableError,
 )
 from . import (
     metrics,
@@ -45,6 +46,7 @@ _STATUS: tuple[tuple[type[SupervisorError] | tuple[type[SupervisorError], ...], 
     (NotFoundError, 404),
     (ConflictError, 409),
     (PayloadTooLargeError, 413),
+    (UnavailableError, 503),
     ((InvalidNameError, InvalidEntryError, InvalidConfigError), 422),
 )
 

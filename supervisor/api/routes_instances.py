@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Response, status
 
 from ..views import ConfigResult, CreateInstance, InstanceInfo
-from .deps import SupervisorAPI, get_supervisor
+from .deps import SupervisorAPI, get_supervisor, resolve
 
 __all__ = ["router"]
 
@@ -37,7 +37,7 @@ async def create_instance(sup: Sup, req: CreateInstance) -> InstanceInfo:
 @router.get("/{name}")
 async def get_instance(sup: Sup, name: str) -> InstanceInfo:
     """One instance in detail."""
-    return sup.get_instance(name)
+    return await resolve(sup.get_instance(name))
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
@@ -68,7 +68,7 @@ async def restart_instance(sup: Sup, name: str) -> InstanceInfo:
 @router.get("/{name}/config")
 async def get_config(sup: Sup, name: str) -> dict[str, Any]:
     """The configuration now in force."""
-    return sup.get_config(name)
+    return await resolve(sup.get_config(name))
 
 
 @router.patch("/{name}/config")

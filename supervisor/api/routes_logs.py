@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from .deps import SupervisorAPI, get_supervisor
+from .deps import SupervisorAPI, get_supervisor, resolve
 from .sse import EventStream, log_events
 
 __all__ = ["format_entry", "router"]
@@ -49,7 +49,7 @@ async def tail_logs(
 
     A poller pages forward without gaps by passing the last ``seq`` it has seen as ``since``.
     """
-    entries = [e.to_dict() for e in sup.tail_logs(name, tail, since)]
+    entries = [e.to_dict() for e in await resolve(sup.tail_logs(name, tail, since))]
     if fmt == "text":
         return PlainTextResponse("".join(format_entry(e) + "\n" for e in entries))
     return entries
@@ -75,7 +75,7 @@ async def follow_logs(
     Each event is ``id: <seq>`` and ``data: <entry as JSON>``; a comment line is sent every
     ~15 s without entries. A client that reconnects with ``Last-Event-ID`` resumes after it.
     """
-    sup.get_instance(name)  # 404 now, before the stream starts
+    await resolve(sup.get_instance(name))  # 404 now, before the stream starts
     start = last_event_id if last_event_id is not None else since
     entries = sup.follow_logs(name, start)
     return EventStream(

@@ -92,6 +92,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "token": args.token or os.environ.get(TOKEN_ENV) or None,
         "log_format": args.log_format,
         "monitor_interval": args.monitor_interval,
+        "manager": args.manager,
+        "node_name": args.node_name,
+        "node_url": args.node_url,
     }
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})

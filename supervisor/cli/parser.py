@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -94,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="process and node sampling interval (default 1; 0: monitoring off)",
     )
+    p.add_argument(
+        "--manager",
+        metavar="URL",
+        help="work for this cluster manager: register with it, run only what it places here",
+    )
+    p.add_argument("--node-name", help="this node's name in the cluster (default: host name)")
+    p.add_argument(
+        "--node-url", metavar="URL", help="URL the manager reaches this node at (default: bound)"
+    )
+
+    for plugin in entry_points(group="pipevisor.commands"):
+        plugin.load()(sub)  # e.g. the cluster's ``manager``
 
     p = add("ls", c.cmd_ls)
     p.add_argument("--registry", action="store_true", help="list registry entries instead")
