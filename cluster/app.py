@@ -1,0 +1,23 @@
+"""The manager's app: a node's REST API, served by the manager, plus the cluster views."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from supervisor.api import API_PREFIX, create_app
+from supervisor.audit import AuditLog
+
+from . import routes
+from .manager import ClusterManager
+
+__all__ = ["create_manager_app"]
+
+
+def create_manager_app(
+    manager: ClusterManager, *, token: str | None = None, audit: AuditLog | None = None
+) -> FastAPI:
+    """The node API over the whole cluster, and ``/api/v1/cluster/...``."""
+    app = create_app(manager, token=token, audit=audit)  # type: ignore[arg-type]
+    app.title = "pipevisor manager"
+    app.include_router(routes.router, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,571 @@
+"""The cluster manager: the REST face of one node, over many nodes.
+
+It implements the same ``SupervisorAPI`` as a node, so ``supervisor.api.create_app`` serves
+it unchanged: a client or the CLI cannot tell a manager from a node. Each call about an
+instance goes to the node that runs it; lists, node figures and logs are merged. Where a new
+instance runs is decided by ``placement`` and kept, with its reason, in the ``Ledger``.
+
+The list of instances is served from the nodes' last health check (at most one
+``health.interval`` old) with every change made through the manager applied at once; calls
+about one instance ask its node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+
+from supervisor import __version__
+from supervisor.backgrounds import BackgroundInfo, BackgroundStore
+from supervisor.errors import (
+    ConflictError,
+    InstanceNotFoundError,
+    UnavailableError,
+)
+from supervisor.logring import LogEntry
+from supervisor.preview import Preview
+from supervisor.registry import Registry
+from supervisor.specs import InputSpec, OutputSpec
+from supervisor.views import ConfigResult, CreateInstance, InstanceInfo, InstanceState
+
+from .config import ClusterConfig, NodeConfig
+from .health import HealthMonitor
+from .ledger import Ledger, Placement
+from .logrelay import LogRelay
+from .nodes import NodeState, NodeStatus
+from .placement import Decision, PlacementRequest, place
+from .replication import Replicator
+from .settings import ManagerSettings
+
+__all__ = ["ClusterManager"]
+
+log = structlog.get_logger(__name__)
+
+
+class ClusterManager:
+    """Owns the view of every node and the placement of every instance."""
+
+    def __init__(self, settings: ManagerSettings, rules: ClusterConfig) -> None:
+        self.settings = settings
+        self.rules = rules
+        self.registry = Registry(settings.registry, max_upload_bytes=settings.max_upload_bytes)
+        assert settings.backgrounds is not None
+        assert settings.state_dir is not None
+        self.backgrounds = BackgroundStore(settings.backgrounds, settings.max_upload_bytes)
+        self.started_at = time.time()
+        self.nodes: dict[str, NodeState] = {
+            n.name: NodeState(n, settings.token) for n in rules.nodes
+        }
+        self.ledger = Ledger(settings.state_dir / "placements.json")
+        self._lock = asyncio.Lock()  # one placement decision at a time
+        self._json: bytes | None = None  # the merged instance list, rendered once per change
+        self.failovers = 0
+        self.relay = LogRelay(settings.log_host)
+        self.replicator = Replicator(self)
+        self.health = HealthMonitor(self, self.replicator)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- start and stop ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the placements, bind the log stream, start checking nodes."""
+        self.settings.registry.mkdir(parents=True, exist_ok=True)
+        self.registry.scan()
+        self.ledger.load()
+        self.relay.start()
+        self._tasks = [
+            asyncio.create_task(self.health.run()),
+            asyncio.create_task(self.replicator.run()),
+            asyncio.create_task(self.registry.watch(lambda changes: None)),
+        ]
+        log.info(
+            "manager_started",
+            nodes=len(self.nodes),
+            placements=len(self.ledger.all()),
+            logs=self.relay.url,
+        )
+
+    async def close(self) -> None:
+        """Stop checking; the nodes and their instances go on running."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.relay.close()
+        for node in self.nodes.values():
+            await node.close()
+        log.info("manager_stopped")
+
+    @property
+    def log_stream(self) -> str:
+        return self.relay.url
+
+    # -- nodes -------------------------------------------------------------------------------
+
+    async def register_node(self, name: str, url: str) -> NodeState:
+        """A node announced itself: known by name (its rules apply) or a new generic node."""
+        node = self.nodes.get(name)
+        if node is None:
+            node = NodeState(NodeConfig(name=name, url=url), self.settings.token)
+            self.nodes[name] = node
+            log.info("node_added", node=name, url=url)
+        elif node.url != url.rstrip("/"):
+            log.info("node_url_changed", node=name, old=node.url, url=url)
+        await node.set_url(url)
+        node.registered = True
+        if node.status is NodeStatus.UNKNOWN and node.reason == "waits for its registration":
+            node.reason = "registered, not checked yet"
+        return node
+
+    async def set_rules(self, rules: ClusterConfig) -> None:
+        """New rules, in force at once: nodes added, changed or (if unused) forgotten."""
+        for config in rules.nodes:
+            node = self.nodes.get(config.name)
+            if node is None:
+                self.nodes[config.name] = NodeState(config, self.settings.token)
+            else:
+                await node.reconfigure(config, self.settings.token)
+        listed = {n.name for n in rules.nodes}
+        for name in list(self.nodes):
+            node = self.nodes[name]
+            if name not in listed and not node.registered:
+                await node.close()
+                del self.nodes[name]
+        self.rules = rules
+        self.changed()
+
+    def up_nodes(self) -> list[NodeState]:
+        return [n for n in self.nodes.values() if n.up]
+
+    def changed(self) -> None:
+        """Something shown in the instance list changed: render it again when asked."""
+        self._json = None
+
+    # -- where instances are ---------------------------------------------------------------
+
+    def locations(self) -> dict[str, str]:
+        """Instance name -> node, for instances running on up nodes and placements made."""
+        found = {p.instance: p.node for p in self.ledger.all() if p.node is not None}
+        for node in self.up_nodes():
+            for name in node.instances:
+                found.setdefault(name, node.name)
+        return found
+
+    def _holder(self, name: str) -> NodeState:
+        """The node that runs ``name``; a down node is a 503, an unknown name a 404."""
+        for node in self.up_nodes():
+            if name in node.instances:
+                return node
+        placement = self.ledger.get(name)
+        if placement is not None:
+            if placement.node is None:
+                raise UnavailableError(f"instance {name!r} waits for a node: {placement.why}")
+            node = self.nodes.get(placement.node)
+            if node is not None and node.up and node.client is not None:
+                return node
+            state = "unknown" if node is None else str(node.status)
+            raise UnavailableError(
+                f"instance {name!r} runs on node {placement.node!r}, which is {state}"
+            )
+        raise InstanceNotFoundError(f"no instance named {name!r} in the cluster")
+
+    def _client(self, node: NodeState) -> Any:
+        if node.client is None:
+            raise UnavailableError(f"node {node.name!r} has no URL yet")
+        return node.client
+
+    def _remember(self, node: NodeState, info: dict[str, Any]) -> InstanceInfo:
+        """A node's answer about an instance: kept for the list, returned as a model."""
+        info["node"] = node.name
+        node.instances[info["name"]] = info
+        self.changed()
+        return InstanceInfo.model_validate(info)
+
+    # -- the SupervisorAPI: lists and node figures -----------------------------------------
+
+    def list_instances(self) -> list[InstanceInfo]:
+        return [InstanceInfo.model_validate(i) for i in self._merged()]
+
+    def list_instances_json(self) -> bytes:
+        if self._json is None:
+            self._json = json.dumps(self._merged(), separators=(",", ":")).encode()
+        return self._json
+
+    def _merged(self) -> list[dict[str, Any]]:
+        merged: dict[str, dict[str, Any]] = {}
+        for node in sorted(self.up_nodes(), key=lambda n: n.name):
+            for name, info in node.instances.items():
+                merged.setdefault(name, info)
+        return [merged[name] for name in sorted(merged)]
+
+    def node_info(self) -> dict[str, Any]:
+        states = {str(s): 0 for s in InstanceState}
+        instances = self._merged()
+        for info in instances:
+            states[str(info.get("state"))] = states.get(str(info.get("state")), 0) + 1
+        samples = [n.info.get("resources") for n in self.up_nodes()]
+        samples = [s for s in samples if s]
+        resources = None
+        if samples:
+            cpus = sum(s["cpu_count"] for s in samples)
+            resources = {
+                "sampled_at": min(s["sampled_at"] for s in samples),
+                "cpu_percent": sum(s["cpu_percent"] * s["cpu_count"] for s in samples) / cpus,
+                "cpu_count": cpus,
+                "load": [sum(s["load"][i] for s in samples) for i in range(3)],
+                "memory_total": sum(s["memory_total"] for s in samples),
+                "memory_available": sum(s["memory_available"] for s in samples),
+                "memory_percent": 100.0
+                * (
+                    1
+                    - sum(s["memory_available"] for s in samples)
+                    / max(1, sum(s["memory_total"] for s in samples))
+                ),
+                **{
+                    key: sum(s.get(key, 0) for s in samples)
+                    for key in (
+                        "link_rx_bytes_per_s",
+                        "link_tx_bytes_per_s",
+                        "net_rx_bytes_per_s",
+                        "net_tx_bytes_per_s",
+                        "net_rx_bytes",
+                        "net_tx_bytes",
+                    )
+                },
+            }
+        counts = {str(s): 0 for s in NodeStatus}
+        for node in self.nodes.values():
+            counts[str(node.status)] += 1
+        return {
+            "version": __version__,
+            "hostname": f"cluster of {len(self.nodes)} nodes ({socket.gethostname()})",
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "uptime": time.time() - self.started_at,
+            "registry": str(self.settings.registry),
+            "instances": len(instances),
+            "states": states,
+            "log_stream_url": self.log_stream,
+            "monitor_interval": self.rules.health.interval,
+            "resources": resources,
+            "cluster": {
+                "nodes": counts,
+                "failovers": self.failovers,
+                "placements": len(self.ledger.all()),
+            },
+        }
+
+    # -- the SupervisorAPI: one instance -----------------------------------------------------
+
+    async def get_instance(self, name: str) -> InstanceInfo:
+        node = self._holder(name)
+        return self._remember(node, await self._client(node).json("GET", f"/instances/{name}"))
+
+    async def _act(self, name: str, method: str, path: str, **kwargs: Any) -> InstanceInfo:
+        node = self._holder(name)
+        answer = await self._client(node).json(method, path, **kwargs)
+        return self._remember(node, answer)
+
+    async def start_instance(self, name: str) -> InstanceInfo:
+        return await self._act(name, "POST", f"/instances/{name}/start")
+
+    async def stop_instance(self, name: str) -> InstanceInfo:
+        return await self._act(name, "POST", f"/instances/{name}/stop")
+
+    async def restart_instance(self, name: str) -> InstanceInfo:
+        return await self._act(name, "POST", f"/instances/{name}/restart")
+
+    async def delete_instance(self, name: str) -> None:
+        try:
+            node = self._holder(name)
+        except UnavailableError:
+            # Its node is down: forgetting it is all there is to do (a node that returns
+            # starts empty; a partitioned one is cleaned up when it answers again).
+            self.ledger.remove(name)
+            self.changed()
+            return
+        await self._client(node).json("DELETE", f"/instances/{name}")
+        node.instances.pop(name, None)
+        self.ledger.remove(name)
+        self.changed()
+        log.info("instance_deleted", instance=name, node=node.name)
+
+    async def get_config(self, name: str) -> dict[str, Any]:
+        node = self._holder(name)
+        return await self._client(node).json("GET", f"/instances/{name}/config")
+
+    async def update_config(self, name: str, patch: dict[str, Any]) -> ConfigResult:
+        return await self._config(name, "PATCH", patch)
+
+    async def set_config(self, name: str, config: dict[str, Any]) -> ConfigResult:
+        return await self._config(name, "PUT", config)
+
+    async def _config(self, name: str, method: str, body: dict[str, Any]) -> ConfigResult:
+        node = self._holder(name)
+        content = json.dumps(body).encode()
+        kind = "application/merge-patch+json" if method == "PATCH" else "application/json"
+        answer = await self._client(node).json(
+            method,
+            f"/instances/{name}/config",
+            content=content,
+            headers={"Content-Type": kind},
+        )
+        result = ConfigResult.model_validate(answer)
+        placement = self.ledger.get(name)
+        if placement is not None:  # a move recreates it with the config now in force
+            request = placement.request.model_copy(update={"config": result.config})
+            self.ledger.put(placement.model_copy(update={"request": request}))
+        if name in node.instances:
+            node.instances[name]["config"] = result.config
+            self.changed()
+        return result
+
+    # -- the SupervisorAPI: creating -------------------------------------------------------
+
+    async def create_instance(self, req: CreateInstance) -> InstanceInfo:
+        if req.name in self.locations():
+            where = self.locations()[req.name]
+            raise ConflictError(f"an instance named {req.name!r} already runs on node {where!r}")
+        spec = self.registry.get(req.entry).spec  # 404 for an unknown entry, as on a node
+        permanent = req.permanent or bool(spec is not None and spec.permanent)
+        async with self._lock:
+            placement = await self._place_and_create(req, permanent)
+        node = self.nodes[placement.node or ""]
+        return InstanceInfo.model_validate(node.instances[req.name])
+
+    async def _place_and_create(
+        self,
+        req: CreateInstance,
+        permanent: bool,
+        *,
+        exclude: frozenset[str] = frozenset(),
+        moved_from: str | None = None,
+        moves: int = 0,
+    ) -> Placement:
+        """Decide, create on the chosen node, record; the caller holds the lock."""
+        source = self._source_of(req)
+        decision = place(
+            PlacementRequest(req.name, source, exclude),
+            [n.candidate() for n in self.nodes.values()],
+            self.rules,
+            self.locations(),
+        )
+        node = self.nodes[decision.node]
+        body = self._node_request(req, decision, node.name)
+        answer = await self._client(node).json(
+            "POST", "/instances", json=body.model_dump(mode="json", exclude_none=True)
+        )
+        node.pending += 1
+        self._remember(node, answer)
+        if source is not None and source not in self.locations():
+            self._note_source(node, source)
+        placement = Placement(
+            instance=req.name,
+            node=node.name,
+            why=decision.why,
+            rule=decision.rule,
+            permanent=permanent,
+            request=req,
+            moves=moves,
+            moved_from=moved_from,
+        )
+        self.ledger.put(placement)
+        log.info(
+            "instance_placed",
+            instance=req.name,
+            node=node.name,
+            rule=decision.rule,
+            permanent=permanent,
+            moved_from=moved_from,
+        )
+        return placement
+
+    def _note_source(self, node: NodeState, source: str) -> None:
+        """The node creates a missing source itself: count it there until its next check."""
+        node.instances.setdefault(
+            source, {"name": source, "entry": source, "node": node.name, "state": "starting"}
+        )
+
+    def _source_of(self, req: CreateInstance) -> str | None:
+        """The camera or instance the new instance reads (its first input), if any."""
+        spec_input = req.input
+        if spec_input is None:
+            try:
+                entry = self.registry.get(req.entry)
+            except Exception:
+                return None
+            spec_input = entry.spec.input if entry.spec is not None else None
+        first = spec_input[0] if isinstance(spec_input, list) else spec_input
+        return first.source if first is not None else None
+
+    def _node_request(self, req: CreateInstance, decision: Decision, node: str) -> CreateInstance:
+        """The request the node gets: a pin's port, and inputs from other nodes as URLs."""
+        update: dict[str, Any] = {}
+        if decision.port is not None:
+            entry = self.registry.get(req.entry)
+            base = req.output or (entry.spec.output if entry.spec is not None else OutputSpec())
+            update["output"] = base.model_copy(update={"port": decision.port})
+        inputs = req.input
+        merges = req.merge
+        if inputs is None or merges is None:
+            entry = self.registry.get(req.entry)
+            if entry.spec is not None:
+                inputs = inputs if inputs is not None else entry.spec.input
+                merges = merges if merges is not None else entry.spec.merge
+        if inputs is not None:
+            rewritten = self._remote_inputs(inputs, node)
+            if rewritten != inputs:
+                update["input"] = rewritten
+        if merges:
+            rewritten_merges = self._remote_inputs(list(merges), node)
+            if rewritten_merges != list(merges):
+                update["merge"] = rewritten_merges
+        return req.model_copy(update=update) if update else req
+
+    def _remote_inputs(self, inputs: Any, node: str) -> Any:
+        if isinstance(inputs, list):
+            return [self._remote_input(i, node) for i in inputs]
+        return self._remote_input(inputs, node)
+
+    def _remote_input(self, spec: InputSpec, node: str) -> InputSpec:
+        """A source on another node is read by its URL (the node cannot resolve its name)."""
+        source = spec.source
+        if source is None:
+            return spec
+        where = self.locations().get(source)
+        if where is None or where == node:
+            return spec
+        info = self.nodes[where].instances.get(source, {})
+        stream = info.get("stream")
+        if not stream:
+            return spec
+        mode = spec.mode or ("PULL" if info.get("output_mode") == "PUSH" else "SUB")
+        return InputSpec(url=stream, mode=mode)
+
+    async def request_stream(self, name: str) -> InstanceInfo:
+        if name in self.locations():
+            return await self._act(name, "POST", f"/streams/{name}")
+        entry = self.registry.get(name)  # 404: neither an instance nor an entry
+        req = CreateInstance(name=name, entry=name, start=True)
+        async with self._lock:
+            if name in self.locations():  # asked twice at once
+                return await self._act(name, "POST", f"/streams/{name}")
+            source = self._source_of(req)
+            decision = place(
+                PlacementRequest(name, source),
+                [n.candidate() for n in self.nodes.values()],
+                self.rules,
+                self.locations(),
+            )
+            node = self.nodes[decision.node]
+            if decision.port is not None or self._node_request(req, decision, node.name) != req:
+                # A pinned port or a remote source: create it with them, then ask for it.
+                placement = await self._place_and_create(
+                    req, bool(entry.spec and entry.spec.permanent)
+                )
+                node = self.nodes[placement.node or ""]
+            else:
+                self.ledger.put(
+                    Placement(
+                        instance=name,
+                        node=node.name,
+                        why=decision.why,
+                        rule=decision.rule,
+                        request=req,
+                    )
+                )
+            answer = await self._client(node).json("POST", f"/streams/{name}")
+            node.pending += 1
+            return self._remember(node, answer)
+
+    # -- the SupervisorAPI: logs, previews, backgrounds ------------------------------------
+
+    async def tail_logs(
+        self, name: str, n: int = 100, since_seq: int | None = None
+    ) -> list[LogEntry]:
+        node = self._holder(name)
+        params: dict[str, Any] = {"tail": n}
+        if since_seq is not None:
+            params["since"] = since_seq
+        entries = await self._client(node).json("GET", f"/instances/{name}/logs", params=params)
+        return [LogEntry(**e) for e in entries]
+
+    def follow_logs(self, name: str, since_seq: int | None = None) -> AsyncIterator[LogEntry]:
+        return self._follow(self._holder(name), name, since_seq)
+
+    async def _follow(
+        self, node: NodeState, name: str, since_seq: int | None
+    ) -> AsyncIterator[LogEntry]:
+        params = {"since": since_seq} if since_seq is not None else {}
+        client = self._client(node)
+        try:
+            async with client.stream(f"/instances/{name}/logs/follow", params) as lines:
+                async for line in lines:
+                    if line.startswith("data: "):
+                        yield LogEntry(**json.loads(line[6:]))
+        except UnavailableError as exc:
+            # The node went away: the follow ends; the client's EventSource asks again.
+            log.info("log_follow_ended", instance=name, node=node.name, reason=exc.message)
+
+    def log_stream_url(self) -> str:
+        return self.log_stream
+
+    async def preview(
+        self,
+        name: str,
+        channel: str = "image",
+        colormap: str = "viridis",
+        width: int = 640,
+        vmin: float | None = None,
+        vmax: float | None = None,
+    ) -> Preview:
+        node = self._holder(name)
+        params: dict[str, Any] = {"channel": channel, "colormap": colormap, "width": width}
+        if vmin is not None:
+            params["min"] = vmin
+        if vmax is not None:
+            params["max"] = vmax
+        answer = await self._client(node).request(
+            "GET", f"/instances/{name}/preview", params=params
+        )
+        height, _, across = answer.headers["X-Image-Shape"].partition("x")
+        low, _, high = answer.headers["X-Image-Range"].partition(",")
+        timing = answer.headers.get("Server-Timing", "dur=0").rpartition("dur=")[2]
+        return Preview(
+            png=answer.content,
+            pulse_id=int(answer.headers["X-Pulse-Id"]),
+            shape=(int(height), int(across)),
+            vmin=float(low),
+            vmax=float(high),
+            time=time.time(),
+            render_seconds=float(timing) / 1000,
+        )
+
+    async def collect_background(
+        self, name: str, n_images: int, timeout: float | None = None
+    ) -> BackgroundInfo:
+        node = self._holder(name)
+        params: dict[str, Any] = {"n_images": n_images}
+        if timeout is not None:
+            params["timeout"] = timeout
+        client = self._client(node)
+        answer = await client.json(
+            "POST",
+            f"/instances/{name}/backgrounds",
+            params=params,
+            timeout=(timeout or 10 + n_images) + 10,
+        )
+        info = BackgroundInfo.model_validate(answer)
+        # Kept by the manager too, from where it reaches every node (a moved camera keeps it).
+        data = await client.request("GET", f"/backgrounds/{info.id}/data")
+        await asyncio.to_thread(self.backgrounds.write, info.id, data.content)
+        return info
