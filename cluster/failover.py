@@ -44,15 +44,43 @@ def _sources_first(placements: list[Placement], manager: ClusterManager) -> list
 
 
 async def move_off(manager: ClusterManager, node: NodeState) -> None:
-    """``node`` is down: move its permanent instances, forget the others."""
+    """``node`` is down: move its permanent instances, forget the others; pipelines on other
+    nodes that read a moved instance by its old URL are created again next to it."""
     async with manager._lock:
         placements = manager.ledger.on_node(node.name)
+        moved = set()
         for placement in _sources_first(placements, manager):
             if not placement.permanent:
                 manager.ledger.remove(placement.instance)
                 log.info("instance_lost", instance=placement.instance, node=node.name)
                 continue
             await _move(manager, placement, node.name)
+            moved.add(placement.instance)
+        for placement in manager.ledger.all():
+            source = manager._source_of(placement.request)
+            if source in moved and placement.node not in (None, node.name):
+                await _follow_source(manager, placement, source)
+
+
+async def _follow_source(manager: ClusterManager, placement: Placement, source: str) -> None:
+    """``placement`` reads ``source`` from another node, and the source moved: its input URL
+    is dead, so it is deleted and placed again (next to its source, by the rules)."""
+    holder = manager.nodes.get(placement.node or "")
+    if holder is None or not holder.up or holder.client is None:
+        return
+    if manager.locations().get(source) == holder.name:
+        return  # the source moved onto this very node: the name resolves there now
+    try:
+        await holder.client.json("DELETE", f"/instances/{placement.instance}")
+    except NotFoundError:
+        pass
+    except SupervisorError as exc:
+        log.warning("dependent_not_moved", instance=placement.instance, reason=exc.message)
+        return
+    holder.instances.pop(placement.instance, None)
+    manager.ledger.remove(placement.instance)
+    await _move(manager, placement, None)
+    log.info("instance_followed_its_source", instance=placement.instance, source=source)
 
 
 async def _move(manager: ClusterManager, placement: Placement, off: str | None) -> None:
@@ -92,20 +120,19 @@ async def _move(manager: ClusterManager, placement: Placement, off: str | None) 
 async def place_waiting(manager: ClusterManager) -> None:
     """Try again to place what waits for a node, and start the registry's permanent entries."""
     waiting = [p for p in manager.ledger.all() if p.node is None]
+    if not manager.up_nodes() or not (waiting or manager.new_permanents):
+        return
     placed = manager.locations()
-    missing = [
-        e.name
-        for e in manager.registry.entries()
-        if e.valid
-        and e.spec is not None
-        and e.spec.permanent
-        and e.name not in placed
-        and manager.ledger.get(e.name) is None
-    ]
-    if not waiting and not missing:
-        return
-    if not manager.up_nodes():
-        return
+    candidates, manager.new_permanents = manager.new_permanents, set()
+    missing = []
+    for name in sorted(candidates):
+        try:
+            entry = manager.registry.get(name)
+        except SupervisorError:
+            continue  # gone again
+        permanent = entry.valid and entry.spec is not None and entry.spec.permanent
+        if permanent and name not in placed and manager.ledger.get(name) is None:
+            missing.append(name)
     async with manager._lock:
         for placement in waiting:
             await _move(manager, placement, None)

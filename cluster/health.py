@@ -110,7 +110,12 @@ class HealthMonitor:
         node.pending = 0
         for item in instances:
             item["node"] = node.name
-        node.instances = {i["name"]: i for i in instances}
+        listed = {i["name"]: i for i in instances}
+        for placement in self.manager.ledger.on_node(node.name):
+            # Created after this check asked: keep what the create answered until the next.
+            if placement.placed_at > asked and placement.instance in node.instances:
+                listed.setdefault(placement.instance, node.instances[placement.instance])
+        node.instances = listed
         self.manager.changed()
         self.manager.relay.follow(node.name, info.get("log_stream_url"), node.url)
         if restarted:

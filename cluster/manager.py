@@ -32,7 +32,7 @@ from supervisor.errors import (
 )
 from supervisor.logring import LogEntry
 from supervisor.preview import Preview
-from supervisor.registry import Registry
+from supervisor.registry import Registry, RegistryChanges
 from supervisor.specs import InputSpec, OutputSpec
 from supervisor.views import ConfigResult, CreateInstance, InstanceInfo, InstanceState
 
@@ -72,6 +72,9 @@ class ClusterManager:
         self.replicator = Replicator(self)
         self.health = HealthMonitor(self, self.replicator)
         self._tasks: list[asyncio.Task[None]] = []
+        # Permanent registry entries to place: all at start, then those added to the registry
+        # (one deleted through the API stays deleted, as on a node).
+        self.new_permanents: set[str] = set()
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -80,11 +83,12 @@ class ClusterManager:
         self.settings.registry.mkdir(parents=True, exist_ok=True)
         self.registry.scan()
         self.ledger.load()
+        self.new_permanents = {e.name for e in self.registry.entries()}
         self.relay.start()
         self._tasks = [
             asyncio.create_task(self.health.run()),
             asyncio.create_task(self.replicator.run()),
-            asyncio.create_task(self.registry.watch(lambda changes: None)),
+            asyncio.create_task(self.registry.watch(self._on_registry_change)),
         ]
         log.info(
             "manager_started",
@@ -104,6 +108,9 @@ class ClusterManager:
         for node in self.nodes.values():
             await node.close()
         log.info("manager_stopped")
+
+    def _on_registry_change(self, changes: RegistryChanges) -> None:
+        self.new_permanents.update(changes.added)
 
     @property
     def log_stream(self) -> str:
@@ -332,12 +339,14 @@ class ClusterManager:
     # -- the SupervisorAPI: creating -------------------------------------------------------
 
     async def create_instance(self, req: CreateInstance) -> InstanceInfo:
-        if req.name in self.locations():
-            where = self.locations()[req.name]
-            raise ConflictError(f"an instance named {req.name!r} already runs on node {where!r}")
         spec = self.registry.get(req.entry).spec  # 404 for an unknown entry, as on a node
         permanent = req.permanent or bool(spec is not None and spec.permanent)
         async with self._lock:
+            where = self.locations().get(req.name)
+            if where is not None:
+                raise ConflictError(
+                    f"an instance named {req.name!r} already runs on node {where!r}"
+                )
             placement = await self._place_and_create(req, permanent)
         node = self.nodes[placement.node or ""]
         return InstanceInfo.model_validate(node.instances[req.name])

@@ -157,7 +157,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
         "stream",
         "reason",
     ]
-    table = format_table(headers, rows, right=(3, 4, 5, 6, 7))
+    if any(i.get("node") for i in instances):  # a cluster manager: where each one runs
+        headers.insert(2, "node")
+        for row, i in zip(rows, instances, strict=True):
+            row.insert(2, i.get("node") or "")
+    right = (4, 5, 6, 7, 8) if "node" in headers else (3, 4, 5, 6, 7)
+    table = format_table(headers, rows, right=right)
     return emit(args, instances, lambda _: table if instances else "no instances")
 
 

@@ -26,6 +26,8 @@ const state = {
   previewTimer: null,
   previewUrl: null,
   previewBusy: false,
+  cluster: false, // served by a cluster manager: nodes and placements are shown
+  placements: new Map(), // instance name -> placement (node and why), from the manager
 };
 
 // -- formatting -------------------------------------------------------------------------------
@@ -169,11 +171,47 @@ function renderNode(node) {
   $("node-uptime").textContent = fmtDuration(node.uptime);
 }
 
+// -- the nodes of a cluster (when the manager serves the page) ---------------------------------
+
+function renderNodes(nodes) {
+  $("nodes-section").hidden = !nodes;
+  $("instances").classList.toggle("cluster", Boolean(nodes));
+  if (!nodes) return;
+  const up = nodes.filter((n) => n.status === "up").length;
+  $("nodes-summary").textContent = `${up} of ${nodes.length} up`;
+  const body = $("node-rows");
+  while (body.rows.length > nodes.length) body.lastChild.remove();
+  nodes.forEach((n, index) => {
+    const row = body.rows[index] || body.insertRow();
+    const r = n.resources;
+    const cells = [
+      n.name,
+      n.status,
+      r ? fmtNumber(r.cpu_percent) : "–",
+      r ? fmtNumber(r.memory_percent) : "–",
+      r ? `${fmtByteRate(r.link_rx_bytes_per_s || 0)} / ${fmtByteRate(r.link_tx_bytes_per_s || 0)}` : "–",
+      `${n.running} / ${n.instances}`,
+      n.score === null ? "–" : n.score.toFixed(3),
+      n.groups.join(", ") || (n.generic ? "generic" : "–"),
+      n.reason,
+    ];
+    while (row.cells.length < cells.length) row.insertCell();
+    cells.forEach((text, i) => {
+      const cell = row.cells[i];
+      if (cell.textContent !== text) cell.textContent = text;
+      cell.className = i >= 2 && i <= 6 ? "num" : "";
+    });
+    row.dataset.node = n.name;
+    row.className = `node-${n.status}`;
+  });
+}
+
 // -- the instance table -----------------------------------------------------------------------
 
 const COLUMNS = [
   ["name", (i) => i.name],
   ["entry", (i) => i.entry],
+  ["node", (i) => i.node || ""],
   ["state", (i) => (i.stalled ? `${i.state} (stalled)` : i.state)],
   ["cpu", (i) => (i.resources.sampled_at ? fmtNumber(i.resources.cpu_percent) : "–")],
   ["mem", (i) => (i.resources.sampled_at ? fmtBytes(i.resources.rss_bytes) : "–")],
@@ -213,7 +251,9 @@ function makeRow(name) {
 function matchesFilter(info) {
   const text = $("filter").value.trim().toLowerCase();
   if (!text) return true;
-  return [info.name, info.entry, info.state].some((v) => v.toLowerCase().includes(text));
+  return [info.name, info.entry, info.state, info.node || ""].some((v) =>
+    v.toLowerCase().includes(text),
+  );
 }
 
 function renderInstances(list) {
@@ -274,9 +314,20 @@ async function poll() {
   polling = true;
   try {
     const [node, list] = await Promise.all([api("GET", "/node"), api("GET", "/instances")]);
+    state.cluster = Boolean(node.cluster);
+    let nodes = null;
+    if (state.cluster) {
+      const [found, placements] = await Promise.all([
+        api("GET", "/cluster/nodes"),
+        api("GET", "/cluster/placements"),
+      ]);
+      nodes = found;
+      state.placements = new Map(placements.map((p) => [p.instance, p]));
+    }
     state.lastContact = Date.now();
     state.pollFailures = 0;
     renderNode(node);
+    renderNodes(nodes);
     renderInstances(list);
   } catch (error) {
     state.pollFailures += 1;
@@ -308,7 +359,16 @@ function renderLink() {
 function infoItems(i) {
   const s = i.stats;
   const r = i.resources;
-  const items = [
+  const items = [];
+  if (i.node) {
+    const placed = state.placements.get(i.name);
+    items.push(["node", i.node]);
+    if (placed) {
+      const moved = placed.moves ? ` (moved ${placed.moves}×, last off ${placed.moved_from})` : "";
+      items.push(["placed", `${placed.why}${moved}`]);
+    }
+  }
+  items.push(
     ["reason", i.reason || "–"],
     ["pid", i.pid ?? "–"],
     ["run", `${i.run} (desired: ${i.desired})`],
@@ -323,7 +383,7 @@ function infoItems(i) {
     ["threads / fds", r.sampled_at ? `${r.threads} / ${r.fds} (${r.processes} processes)` : "–"],
     ["kind", i.permanent ? "permanent" : i.on_demand ? "on demand" : "ordinary"],
     ["log", `${i.logs.stored} stored, ${i.logs.dropped} dropped by the rate limit`],
-  ];
+  );
   if (i.on_demand && i.stops_at) {
     items.push(["stops in", fmtDuration(i.stops_at - Date.now() / 1000)]);
   }
