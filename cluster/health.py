@@ -116,6 +116,9 @@ class HealthMonitor:
             if placement.placed_at > asked and placement.instance in node.instances:
                 listed.setdefault(placement.instance, node.instances[placement.instance])
         node.instances = listed
+        for source, (where, since) in list(self.manager.implied.items()):
+            if where == node.name and (source in listed or since < asked - 10):
+                del self.manager.implied[source]
         self.manager.changed()
         self.manager.relay.follow(node.name, info.get("log_stream_url"), node.url)
         if restarted:

@@ -75,6 +75,8 @@ class ClusterManager:
         # Permanent registry entries to place: all at start, then those added to the registry
         # (one deleted through the API stays deleted, as on a node).
         self.new_permanents: set[str] = set()
+        # Sources a node creates for a pipeline placed there, until its next check lists them.
+        self.implied: dict[str, tuple[str, float]] = {}
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -162,6 +164,7 @@ class ClusterManager:
     def locations(self) -> dict[str, str]:
         """Instance name -> node, for instances running on up nodes and placements made."""
         found = {p.instance: p.node for p in self.ledger.all() if p.node is not None}
+        found.update((k, v[0]) for k, v in self.implied.items() if k not in found)
         for node in self.up_nodes():
             for name in node.instances:
                 found.setdefault(name, node.name)
@@ -399,10 +402,8 @@ class ClusterManager:
         return placement
 
     def _note_source(self, node: NodeState, source: str) -> None:
-        """The node creates a missing source itself: count it there until its next check."""
-        node.instances.setdefault(
-            source, {"name": source, "entry": source, "node": node.name, "state": "starting"}
-        )
+        """The node creates a missing source itself: it is there until its next check says."""
+        self.implied[source] = (node.name, time.time())
 
     def _source_of(self, req: CreateInstance) -> str | None:
         """The camera or instance the new instance reads (its first input), if any."""
