@@ -45,10 +45,24 @@ The file is opened by the first message. A live update of a file key closes the 
 (its summary is logged) and the next message opens a new one: a new ``output_file`` starts a
 new acquisition. Live-port keys rebind the port; a port that cannot be bound refuses the
 configuration (a 422 over REST; at start, the instance fails saying why). The file is closed
-when the program ends (the supervisor's SIGTERM). The runner's ``queue_size`` (4) drops the
-oldest messages when the writer falls behind, as a viewer wants; a writer wants a deep queue
-(``"queue_size": 1000``) so that bursts wait instead. The writer keeps its state in the
+when the program ends (the supervisor's SIGTERM). The writer keeps its state in the
 parameters dict under ``_pipevisor_h5_writer``, as beam_metrics does.
+
+The runner's input queue is deep here (``RUNNER_DEFAULTS``: ``queue_size`` 200, where other
+pipelines keep 4 and drop the oldest, as a viewer wants): a writer that lags for a moment (a
+flush, a slow disk) catches up and loses nothing. That is 2 s at 100 Hz, and as many messages
+may wait in ZMQ besides: with 11 MB frames, give a smaller ``queue_size`` on a node short of
+memory. The config's ``queue_size`` overrides it.
+
+Its ``report`` (``GET /api/v1/instances/NAME``, ``report``) says what it is writing: the open
+``file`` (null before the first message, and between a file key's change and the next
+message), its ``rows``, ``first_pulse_id`` and ``last_pulse_id``, ``missing_pulses`` (pulse
+ids at ``pulse_id_step`` between the lowest and the highest written that no row has; null
+without a step), ``late`` (rows whose pulse id is not above every one before: written as
+they came, counted),
+``files_closed``, the ``last_closed`` file's summary, and ``not_written`` (messages refused
+with an error, e.g. a value bsread cannot carry; the runner counts them as errors too). The
+runner's own ``drops`` (input it had no room for) are in the instance's ``stats``.
 """
 
 from __future__ import annotations
@@ -64,10 +78,10 @@ from typing import Any
 
 import zmq
 
-from .h5writer import COMPRESSIONS, SwissFelFile, WrittenFrame
+from .h5writer import COMPRESSIONS, SwissFelFile, WriteProgress, WrittenFrame
 from .h5writer.live import LivePort
 
-__all__ = ["configure", "process", "resolve_output"]
+__all__ = ["RUNNER_DEFAULTS", "configure", "process", "report", "resolve_output"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +89,9 @@ STATE_KEY = "_pipevisor_h5_writer"
 DATA_DIR_VAR = "PIPEVISOR_DATA_DIR"
 IF_EXISTS = ("increment", "overwrite", "fail")
 _MAX_INCREMENT = 10_000
+
+RUNNER_DEFAULTS = {"queue_size": 200}
+"""The runner's options as a writer wants them: a deep input queue (see above)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +223,10 @@ class _Writer:
         self.file_settings: FileSettings | None = None  # of the next file (and the open one)
         self.live: LivePort | None = None
         self.live_settings: LiveSettings | None = None
+        self.progress: WriteProgress | None = None  # of the open file
+        self.files_closed = 0
+        self.last_closed: dict[str, Any] | None = None
+        self.not_written = 0
         atexit.register(self.close)  # the runner has no stop hook: close at interpreter exit
 
     def apply(self, file_settings: FileSettings, live_settings: LiveSettings) -> None:
@@ -221,11 +242,27 @@ class _Writer:
         self.file_settings = file_settings
 
     def write(self, data: Mapping[str, Any], pulse_id: int) -> None:
-        if self.file is None:
-            assert self.file_settings is not None
-            self._open_file(self.file_settings)
-        assert self.file is not None
-        self.file.write(pulse_id, data)
+        try:
+            if self.file is None:
+                assert self.file_settings is not None
+                self._open_file(self.file_settings)
+            assert self.file is not None
+            self.file.write(pulse_id, data)
+        except Exception:
+            self.not_written += 1
+            raise
+        assert self.progress is not None
+        self.progress.add(pulse_id)
+
+    def report(self) -> dict[str, Any]:
+        """The open file's progress and what was closed, for the instance's report."""
+        progress = self.progress
+        return {
+            **(WriteProgress.nothing() if progress is None else progress.report()),
+            "files_closed": self.files_closed,
+            "last_closed": self.last_closed,
+            "not_written": self.not_written,
+        }
 
     def _open_file(self, settings: FileSettings) -> None:
         settings.path.parent.mkdir(parents=True, exist_ok=True)
@@ -253,6 +290,7 @@ class _Writer:
                 )
         else:
             raise FileExistsError(f"{settings.path} and {_MAX_INCREMENT} numbered files exist")
+        self.progress = WriteProgress(path, settings.pulse_id_step)
         log.info("writing %s", path)
         if self.live is not None:
             self.live.header(str(path))
@@ -300,7 +338,10 @@ class _Writer:
         if file is None or settings is None:
             return
         self.file = None
+        progress, self.progress = self.progress, None
         summary = file.close(missing_step=settings.pulse_id_step)
+        self.files_closed += 1
+        self.last_closed = summary.report() | {"late": 0 if progress is None else progress.late}
         if self.live is not None:
             self.live.series_end()
         missing = ""
@@ -382,3 +423,8 @@ def process(
     if writer.file_settings is None:  # called without configure (not by the runner)
         configure(parameters)
     writer.write(data, pulse_id)
+
+
+def report(parameters: dict[str, Any]) -> dict[str, Any]:
+    """What is being written and what was: the instance's ``report`` in the API."""
+    return _writer(parameters).report()

@@ -15,13 +15,14 @@ forwards the written frames to viewers made for MAX IV's streaming-receiver.
 from .chunks import compress_chunk, filter_options
 from .file import COMPRESSIONS, SwissFelFile
 from .layout import GENERAL_KEYS, Definition, definition_of
-from .reports import WriteSummary, WrittenFrame
+from .reports import WriteProgress, WriteSummary, WrittenFrame
 
 __all__ = [
     "COMPRESSIONS",
     "GENERAL_KEYS",
     "Definition",
     "SwissFelFile",
+    "WriteProgress",
     "WriteSummary",
     "WrittenFrame",
     "compress_chunk",

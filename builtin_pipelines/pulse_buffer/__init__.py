@@ -22,6 +22,8 @@ pulse_id_step         1                 the source's pulse-id step: missing puls
 compression           "bitshuffle_lz4"  of images, unless an acquisition says otherwise
 writer_backlog        buffer_size       messages an acquisition's writer may lag behind by;
                                         beyond, they are missing from its file (counted)
+keep_finished         50                finished acquisitions (done, failed, aborted,
+                                        skipped) the report keeps; older ones are pruned
 acquisitions          {}                id -> ``{"start_pulse_id": P | "now",
                                         "stop_pulse_id": P | "now" | null,
                                         "output_file": "...", "general": {...},
@@ -33,6 +35,17 @@ A new acquisition whose file exists is refused (nothing is ever overwritten). Wh
 instance starts again with acquisitions in its config, those whose files exist are reported
 ``skipped``; the others start afresh. Relative files are in the data folder, as for
 h5_writer. The buffer sends nothing on OUTPUT.
+
+Finished acquisitions do not pile up. Removing one from the config (``DELETE
+.../acquisitions/ID``) forgets it; removing one that is still writing aborts it, and it stays
+in the report as ``aborted``. The report keeps the newest ``keep_finished`` finished ones (by
+when they ended); older ones leave it, and those still in the config are listed in the
+report's ``pruned``: the buffer never starts them again, and the REST edge removes them from
+the config together with the next acquisition it adds (the config is the supervisor's).
+
+The runner's input queue is deep here (``RUNNER_DEFAULTS``: ``queue_size`` 200, where other
+pipelines keep 4 and drop the oldest): a moment's lag loses nothing. The config's
+``queue_size`` overrides it.
 """
 
 from __future__ import annotations
@@ -48,12 +61,16 @@ from builtin_pipelines.h5writer import SwissFelFile
 from .acquisition import Acquisition, AcquisitionSpec, parse_spec
 from .ring import PulseRing
 
-__all__ = ["configure", "process", "report"]
+__all__ = ["RUNNER_DEFAULTS", "configure", "process", "report"]
 
 log = logging.getLogger("pipevisor.pulse_buffer")
 
 _STATE = "_pipevisor_pulse_buffer"
 _DEFAULT_BYTES = 2 * 1024**3
+_KEEP_FINISHED = 50
+
+RUNNER_DEFAULTS = {"queue_size": 200}
+"""The runner's options as a buffer wants them: a deep input queue (see above)."""
 
 
 def _positive(parameters: Mapping[str, Any], key: str, default: int) -> int:
@@ -62,6 +79,15 @@ def _positive(parameters: Mapping[str, Any], key: str, default: int) -> int:
         return default
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _count(parameters: Mapping[str, Any], key: str, default: int) -> int:
+    value = parameters.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key} must be an integer >= 0, got {value!r}")
     return value
 
 
@@ -79,6 +105,8 @@ class _Buffer:
         self.specs: dict[str, AcquisitionSpec] = {}
         self.step = 1
         self.backlog = 1000
+        self.keep_finished = _KEEP_FINISHED
+        self.pruned: set[str] = set()  # left the report, still in the config
         self.configured = False
 
     def configure(self, parameters: dict[str, Any]) -> None:
@@ -86,6 +114,7 @@ class _Buffer:
         nbytes = _positive(parameters, "buffer_bytes", _DEFAULT_BYTES)
         step = _positive(parameters, "pulse_id_step", 1)
         backlog = _positive(parameters, "writer_backlog", size)
+        keep_finished = _count(parameters, "keep_finished", _KEEP_FINISHED)
         compression = parameters.get("compression", "bitshuffle_lz4")
         raw = parameters.get("acquisitions") or {}
         if not isinstance(raw, Mapping):
@@ -110,18 +139,42 @@ class _Buffer:
             self.ring = PulseRing(size, nbytes)
         else:
             self.ring.resize(size, nbytes)
-        self.step, self.backlog = step, backlog
-        for name in set(self.specs) - set(specs):  # stays in the report as aborted
-            self.acquisitions[name].abort("removed from the config")
-            del self.specs[name]
+        self.step, self.backlog, self.keep_finished = step, backlog, keep_finished
+        for name in set(self.specs) - set(specs):
+            self._forget(name)
         for name, spec in specs.items():
             old = self.specs.get(name)
             if old is None:
                 self._begin(name, spec, skip_existing=first)
-            elif spec.stop != old.stop and spec.stop is not None:
+            elif spec.stop != old.stop and spec.stop is not None and name not in self.pruned:
                 self.acquisitions[name].request_stop(spec.stop, self.ring.newest)
             self.specs[name] = spec
         self.configured = True
+
+    def _forget(self, name: str) -> None:
+        """An acquisition removed from the config: abort it if it is writing (it stays in the
+        report as aborted), else forget it."""
+        del self.specs[name]
+        self.pruned.discard(name)
+        acquisition = self.acquisitions.get(name)
+        if acquisition is None:
+            return
+        if acquisition.active:
+            acquisition.abort("removed from the config")
+        else:
+            del self.acquisitions[name]
+
+    def _prune(self) -> None:
+        """Keep the newest ``keep_finished`` finished acquisitions in the report."""
+        finished = [a for a in self.acquisitions.values() if not a.active]
+        excess = len(finished) - self.keep_finished
+        if excess <= 0:
+            return
+        finished.sort(key=lambda a: (a.ended_at or a.started_at, a.name))
+        for acquisition in finished[:excess]:
+            del self.acquisitions[acquisition.name]
+            if acquisition.name in self.specs:
+                self.pruned.add(acquisition.name)
 
     def _begin(self, name: str, spec: AcquisitionSpec, *, skip_existing: bool) -> None:
         ring = self.ring
@@ -162,6 +215,7 @@ class _Buffer:
                 acquisition.offer(item)
 
     def report(self) -> dict[str, Any]:
+        self._prune()
         ring = self.ring
         buffer = {}
         if ring is not None:
@@ -177,6 +231,7 @@ class _Buffer:
         return {
             "buffer": buffer,
             "acquisitions": {name: a.report() for name, a in self.acquisitions.items()},
+            "pruned": sorted(self.pruned),
         }
 
     def close(self) -> None:

@@ -39,7 +39,7 @@ class Configurator:
                 live parameters and options are left as they were.
         """
         try:
-            options = RunnerOptions.from_config(config)
+            options = RunnerOptions.from_config(config, self.code.option_defaults)
         except OptionError as exc:
             raise ConfigRefused(str(exc)) from exc
         removed = self._config_keys - config.keys()

@@ -7,13 +7,14 @@ import importlib.util
 import itertools
 import re
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
 from .extension import load_extension
+from .options import OptionError, RunnerOptions
 
 __all__ = ["LoadError", "UserCode", "find_entry", "load", "load_module", "load_script"]
 
@@ -44,6 +45,9 @@ class UserCode:
     """How :func:`load` found it, so a worker process can load it again."""
     report: Callable[[dict[str, Any]], Any] | None = None
     """Optional ``report(parameters)``: the program's state for the API (a JSON object)."""
+    option_defaults: Mapping[str, Any] = field(default_factory=dict)
+    """Optional ``RUNNER_DEFAULTS``: the code's own defaults for runner options (a writer's
+    deep ``queue_size``); the instance's config still overrides them."""
 
 
 def load_script(path: str | Path) -> ModuleType:
@@ -93,15 +97,43 @@ def find_entry(module: ModuleType, name: str) -> UserCode:
     report = getattr(module, "report", None)
     if report is not None and not callable(report):
         raise LoadError(f"{name}: 'report' is not a function: {report!r}")
+    defaults = _option_defaults(module, name)
     for attribute, kind in _ENTRIES:
         function = getattr(module, attribute, None)
         if function is None:
             continue
         if not callable(function):
             raise LoadError(f"{name}: {attribute!r} is not a function: {function!r}")
-        return UserCode(name=name, kind=kind, function=function, configure=configure, report=report)
+        return UserCode(
+            name=name,
+            kind=kind,
+            function=function,
+            configure=configure,
+            report=report,
+            option_defaults=defaults,
+        )
     wanted = ", ".join(attribute for attribute, _ in _ENTRIES)
     raise LoadError(f"{name} defines none of {wanted}")
+
+
+def _option_defaults(module: ModuleType, name: str) -> dict[str, Any]:
+    """The module's ``RUNNER_DEFAULTS``, checked as the runner checks its options.
+
+    Raises:
+        LoadError: not a dict of runner options, or a value the runner would refuse.
+    """
+    defaults = getattr(module, "RUNNER_DEFAULTS", None)
+    if defaults is None:
+        return {}
+    if not isinstance(defaults, Mapping):
+        raise LoadError(f"{name}: RUNNER_DEFAULTS must be a dict, got {defaults!r}")
+    if unknown := sorted(set(defaults) - set(RunnerOptions.model_fields)):
+        raise LoadError(f"{name}: RUNNER_DEFAULTS: {unknown} are not runner options")
+    try:
+        RunnerOptions.from_config(defaults)
+    except OptionError as exc:
+        raise LoadError(f"{name}: RUNNER_DEFAULTS: {exc}") from None
+    return dict(defaults)
 
 
 def load(

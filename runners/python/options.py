@@ -75,13 +75,25 @@ class RunnerOptions(StrictModel):
     when it comes. None: ``2 * workers + 2``."""
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> RunnerOptions:
+    def from_config(
+        cls, config: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+    ) -> RunnerOptions:
         """Validate the runner's keys of ``config``; ``None`` means the default (CamServer's rule).
+
+        Args:
+            config: The instance's configuration (the user's keys are ignored here).
+            defaults: The user code's own defaults for runner options (its
+                ``RUNNER_DEFAULTS``, e.g. a writer's deep ``queue_size``), used where
+                ``config`` leaves a key out or null.
 
         Raises:
             OptionError: a runner option is invalid.
         """
-        own = {key: config[key] for key in cls.model_fields if config.get(key) is not None}
+        own: dict[str, Any] = {}
+        for source in (defaults or {}, config):  # the config's keys win
+            own.update(
+                {key: source[key] for key in cls.model_fields if source.get(key) is not None}
+            )
         try:
             options = cls.model_validate(own)
         except ValueError as exc:  # pydantic's ValidationError

@@ -4,6 +4,11 @@ A thin edge over the instance's config: an acquisition is an entry of its ``acqu
 key, which the program (``pulse_buffer``, or any program that follows the same convention)
 checks and acts on; its answer is the config's ack or refusal (422, quoting the program). What
 each acquisition wrote comes back in the program's report.
+
+Finished acquisitions do not pile up in the config: the program keeps the newest of them in
+its report and lists the ids it pruned from the report in its ``pruned``; adding an
+acquisition removes those from the config in the same patch (the config is the supervisor's,
+so the edge edits it, not the program). DELETE of a finished one removes it at once.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from pydantic import Field
 
 from ..contract import StrictModel
 from ..errors import ConflictError, NotFoundError
-from .deps import SupervisorAPI, get_supervisor
+from ..views import InstanceInfo
+from .deps import SupervisorAPI, get_supervisor, resolve
 
 __all__ = ["AcquisitionRequest", "router"]
 
@@ -53,15 +59,28 @@ class StopRequest(StrictModel):
     stop_pulse_id: PulseRef = Field("now", description="Last pulse written, or 'now'.")
 
 
-def _acquisitions(sup: SupervisorAPI, name: str) -> dict[str, Any]:
+def _pruned(report: dict[str, Any]) -> set[str]:
+    """Ids the program pruned from its report (finished long ago) that the config still has."""
+    pruned = report.get("pruned")
+    return {str(key) for key in pruned} if isinstance(pruned, list) else set()
+
+
+async def _acquisitions(sup: SupervisorAPI, name: str) -> dict[str, Any]:
     """Every acquisition of the instance: as reported, or as requested if not reported yet."""
-    info = sup.get_instance(name)
+    return _merged(await resolve(sup.get_instance(name)))
+
+
+def _merged(info: InstanceInfo) -> dict[str, Any]:
+    """The acquisitions of an instance's view (its config and its program's report)."""
     reported = info.report.get("acquisitions")
     reported = reported if isinstance(reported, dict) else {}
     requested = info.config.get("acquisitions")
     requested = requested if isinstance(requested, dict) else {}
+    pruned = _pruned(info.report)
     merged: dict[str, Any] = {}
     for key, spec in requested.items():
+        if key in pruned and key not in reported:
+            continue  # finished, and pruned from the report by the program: not "requested"
         merged[key] = reported.get(key) or {"state": "requested", "requested": spec}
     for key, report in reported.items():
         merged.setdefault(key, report)
@@ -71,13 +90,13 @@ def _acquisitions(sup: SupervisorAPI, name: str) -> dict[str, Any]:
 @router.get("")
 async def list_acquisitions(sup: Sup, name: str) -> dict[str, Any]:
     """The instance's acquisitions by id: state, range, pulses written, missing pulse ids."""
-    return _acquisitions(sup, name)
+    return await _acquisitions(sup, name)
 
 
 @router.get("/{acquisition}")
 async def get_acquisition(sup: Sup, name: str, acquisition: str) -> dict[str, Any]:
     """One acquisition; 404 if the instance has none of that id."""
-    found = _acquisitions(sup, name).get(acquisition)
+    found = (await _acquisitions(sup, name)).get(acquisition)
     if found is None:
         raise NotFoundError(f"instance '{name}' has no acquisition '{acquisition}'")
     return found
@@ -87,21 +106,27 @@ async def get_acquisition(sup: Sup, name: str, acquisition: str) -> dict[str, An
 async def start_acquisition(sup: Sup, name: str, req: AcquisitionRequest) -> dict[str, Any]:
     """Write pulses ``start_pulse_id`` to ``stop_pulse_id`` (both inclusive) of the buffered
     stream to ``output_file``; past pulses come from the buffer. 409 if the id is taken, 422
-    quoting the program if it refuses (a file that exists, a bad range)."""
+    quoting the program if it refuses (a file that exists, a bad range). Finished
+    acquisitions the program pruned from its report leave the config in the same patch."""
     acquisition = req.id or datetime.datetime.now().strftime("acq_%Y%m%d_%H%M%S_") + (
         secrets.token_hex(2)
     )
-    if acquisition in _acquisitions(sup, name):
+    info = await resolve(sup.get_instance(name))
+    if acquisition in _merged(info):
         raise ConflictError(f"instance '{name}' already has an acquisition '{acquisition}'")
     spec = req.model_dump(exclude={"id"}, exclude_none=True, exclude_defaults=False)
     spec.setdefault("stop_pulse_id", None)
-    result = await sup.update_config(name, {"acquisitions": {acquisition: spec}})
+    configured = info.config.get("acquisitions")
+    configured = configured if isinstance(configured, dict) else {}
+    patch: dict[str, Any] = {old: None for old in sorted(_pruned(info.report)) if old in configured}
+    patch[acquisition] = spec
+    result = await sup.update_config(name, {"acquisitions": patch})
     return {
         "id": acquisition,
         "instance": name,
         "config_seq": result.seq,
         "applied": result.applied,
-        "acquisition": _acquisitions(sup, name).get(acquisition),
+        "acquisition": (await _acquisitions(sup, name)).get(acquisition),
     }
 
 
@@ -113,17 +138,18 @@ async def stop_acquisition(
     req: Annotated[StopRequest | None, Body()] = None,
 ) -> dict[str, Any]:
     """Stop at a pulse id, or at the newest buffered ('now', the default)."""
-    if acquisition not in (sup.get_config(name).get("acquisitions") or {}):
+    if acquisition not in ((await resolve(sup.get_config(name))).get("acquisitions") or {}):
         raise NotFoundError(f"instance '{name}' has no acquisition '{acquisition}'")
     stop = (req or StopRequest()).stop_pulse_id
     await sup.update_config(name, {"acquisitions": {acquisition: {"stop_pulse_id": stop}}})
-    return _acquisitions(sup, name)[acquisition]
+    return (await _acquisitions(sup, name))[acquisition]
 
 
 @router.delete("/{acquisition}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_acquisition(sup: Sup, name: str, acquisition: str) -> Response:
-    """Forget an acquisition; one still writing is aborted (its file keeps what it has)."""
-    if acquisition not in (sup.get_config(name).get("acquisitions") or {}):
+    """Forget an acquisition; one still writing is aborted (its file keeps what it has, and
+    the report shows it as aborted until it is pruned)."""
+    if acquisition not in ((await resolve(sup.get_config(name))).get("acquisitions") or {}):
         raise NotFoundError(f"instance '{name}' has no acquisition '{acquisition}'")
     await sup.update_config(name, {"acquisitions": {acquisition: None}})
     return Response(status_code=status.HTTP_204_NO_CONTENT)

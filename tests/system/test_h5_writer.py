@@ -42,8 +42,8 @@ def writer_entry(source: Any, data_dir: Path, parameters: dict[str, Any]) -> dic
         "builtin": "h5_writer",
         "input": source,
         "output": {"enabled": False},
-        # A writer waits rather than drops: the runner's queue holds bursts.
-        "parameters": {"queue_size": 1000, "flush_seconds": 0.2, **parameters},
+        # No queue_size: the builtin's own default is deep (a writer waits rather than drops).
+        "parameters": {"flush_seconds": 0.2, **parameters},
         "env": {"PIPEVISOR_DATA_DIR": str(data_dir)},
     }
 
@@ -118,6 +118,18 @@ def test_a_simulated_camera_is_written_and_viewed_live(
         assert pull.poll(int(DEADLINE * 1000)), f"the viewer got only {messages}"
         _take(pull, messages, blobs)
     written(sup, "writer", ROWS)
+    report = wait_for(
+        lambda: (
+            (r := sup.instance("writer")["report"]).get("rows", 0) > 0
+            and r["files_closed"] == 1
+            and r
+        ),
+        what="the writer's report: run_0001 closed, run_0002 written",
+    )
+    assert report["file"] == str(data_dir / "cam" / "run_0002.h5")
+    assert report["last_closed"]["file"] == str(data_dir / "cam" / "run_0001.h5")
+    assert report["last_closed"]["rows"] > 0
+    assert report["last_closed"]["last_pulse_id"] < report["first_pulse_id"]
     stop(sup, "writer")
     while pull.poll(5000):  # up to the series_end the writer sent when its file closed
         if _take(pull, messages, blobs)["htype"] == "series_end":
@@ -215,9 +227,25 @@ def test_an_external_bsread_stream_of_scalars_is_written_exactly(
         for pulse_id in range(first, first + count):
             sender.send(pulse_id=pulse_id, timestamp=(1_700_000_000, pulse_id))
         written(sup, "writer", count)
+        report = wait_for(
+            lambda: (r := sup.instance("writer")["report"]).get("rows") == count and r,
+            what=f"the writer's report of {count} rows",
+        )
         stop(sup, "writer")
     finally:
         sender.close()
+
+    assert report == {
+        "file": str(data_dir / "bpm.h5"),
+        "rows": count,
+        "first_pulse_id": first,
+        "last_pulse_id": first + count - 1,
+        "missing_pulses": 0,
+        "late": 0,
+        "files_closed": 0,
+        "last_closed": None,
+        "not_written": 0,
+    }
 
     pulse_ids = np.arange(first, first + count)
     with h5py.File(data_dir / "bpm.h5", "r") as f:

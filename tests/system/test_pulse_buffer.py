@@ -156,3 +156,35 @@ def test_a_buffer_killed_mid_acquisition_leaves_a_readable_file(
     # The permanent buffer is back; its restart does not touch the file.
     wait_for(lambda: node.instance("buffer")["run"] == 2, what="the buffer restarted")
     assert pulse_ids(path, swmr=True)[: len(ids)] == ids
+
+
+def test_finished_acquisitions_beyond_keep_finished_leave_the_report_then_the_config(
+    node: SupervisorProcess, tmp_path: Path
+) -> None:
+    """keep_finished 1: the older done acquisition leaves the report, and the next POST takes
+    it out of the buffer's config; its file stays."""
+    patched = node.api("PATCH", "/instances/buffer/config", json={"keep_finished": 1})
+    assert patched.status_code == 200, patched.text
+    now = newest(node, at_least=7000 + 100)
+    for index, name in enumerate(("first", "second")):
+        start = now - 50 + 10 * index
+        body = {
+            "id": name,
+            "start_pulse_id": start,
+            "stop_pulse_id": start + 5,
+            "output_file": str(tmp_path / f"{name}.h5"),
+        }
+        assert node.api("POST", "/instances/buffer/acquisitions", json=body).status_code == 201
+        assert finished(node, name)["state"] == "done"
+    wait_for(
+        lambda: node.instance("buffer")["report"].get("pruned") == ["first"],
+        what="'first' pruned from the report",
+    )
+    listed = node.api("GET", "/instances/buffer/acquisitions").json()
+    assert sorted(listed) == ["second"]
+    assert "first" in node.instance("buffer")["config"]["acquisitions"]
+    body = {"id": "third", "start_pulse_id": now, "stop_pulse_id": now + 2}
+    body["output_file"] = str(tmp_path / "third.h5")
+    assert node.api("POST", "/instances/buffer/acquisitions", json=body).status_code == 201
+    assert sorted(node.instance("buffer")["config"]["acquisitions"]) == ["second", "third"]
+    assert pulse_ids(tmp_path / "first.h5") == list(range(now - 50, now - 44))

@@ -14,7 +14,10 @@ import pytest
 import zmq
 
 from builtin_pipelines import h5_writer
-from builtin_pipelines.h5_writer import STATE_KEY, configure, process, resolve_output
+from builtin_pipelines.h5_writer import STATE_KEY, configure, process, report, resolve_output
+from runners.python.config import Configurator
+from runners.python.loader import load
+from runners.python.options import RunnerOptions
 from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -153,6 +156,72 @@ def test_a_new_output_file_closes_the_first_one_at_once(data_dir):
     assert not (data_dir / "b.h5").exists()
     run(parameters, [4, 5])
     assert rows(data_dir / "b.h5") == [4, 5]
+
+
+def test_the_runner_gives_the_writer_a_deep_queue_by_default(data_dir):
+    """A writer that lags for a moment (a flush) loses nothing: its queue holds seconds of
+    input, not the 4 messages of a viewer; the config can still set another size."""
+    configurator = Configurator(load(module="builtin_pipelines.h5_writer"))
+    try:
+        assert configurator.apply({"output_file": "a.h5"}).queue_size >= 100
+        assert RunnerOptions().queue_size < 100  # deeper than the runner's own default
+        assert configurator.apply({"output_file": "a.h5", "queue_size": 7}).queue_size == 7
+    finally:
+        configurator.parameters[STATE_KEY].close()
+
+
+def test_the_report_follows_the_open_file_and_the_closed_ones(data_dir):
+    """report(): the open file, its rows and pulse ids, pulses skipped and late, files closed."""
+    parameters = {"output_file": "a.h5", "pulse_id_step": 2}
+    configure(parameters)
+    assert report(parameters) == {
+        "file": None,
+        "rows": 0,
+        "first_pulse_id": None,
+        "last_pulse_id": None,
+        "missing_pulses": None,
+        "late": 0,
+        "files_closed": 0,
+        "last_closed": None,
+        "not_written": 0,
+    }
+    run(parameters, [10, 12, 18, 16, 20], close=False)  # 14 missing; 16 late (after 18)
+    now = report(parameters)
+    assert now["file"] == str(data_dir.resolve() / "a.h5")
+    assert (now["rows"], now["first_pulse_id"], now["last_pulse_id"]) == (5, 10, 20)
+    assert (now["missing_pulses"], now["late"], now["files_closed"]) == (1, 1, 0)
+    with pytest.raises(TypeError):
+        process({"bad": object()}, 22, None, parameters)
+    assert report(parameters)["not_written"] == 1
+    assert report(parameters)["rows"] == 5  # nothing was written
+
+    parameters["output_file"] = "b.h5"
+    configure(parameters)  # closes a.h5
+    closed = report(parameters)
+    assert (closed["file"], closed["rows"], closed["files_closed"]) == (None, 0, 1)
+    assert closed["last_closed"] == {
+        "file": str(data_dir.resolve() / "a.h5"),
+        "rows": 5,
+        "first_pulse_id": 10,
+        "last_pulse_id": 20,
+        "missing_pulses": 1,  # 14: the file has 10, 12, 16, 18, 20
+        "images": 5,
+        "compression_ratio": closed["last_closed"]["compression_ratio"],
+        "late": 1,
+    }
+    assert closed["last_closed"]["compression_ratio"] > 0
+    run(parameters, [30])
+    assert report(parameters)["files_closed"] == 2
+    assert report(parameters)["last_closed"]["file"].endswith("b.h5")
+    json.dumps(report(parameters))  # what the runner sends
+
+
+def test_without_a_step_missing_pulses_are_not_counted(data_dir):
+    """Without pulse_id_step a gap may be the source's rate: missing_pulses stays null."""
+    parameters = run({"output_file": "a.h5"}, [1, 5, 9], close=False)
+    assert report(parameters)["missing_pulses"] is None
+    assert report(parameters)["rows"] == 3
+    parameters[STATE_KEY].close()
 
 
 def test_the_live_port_follows_the_files(data_dir):

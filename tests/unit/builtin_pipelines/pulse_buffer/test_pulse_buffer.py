@@ -13,6 +13,9 @@ import pytest
 
 import builtin_pipelines.pulse_buffer as pulse_buffer
 from builtin_pipelines.pulse_buffer.ring import PulseRing
+from runners.python.config import Configurator
+from runners.python.loader import load
+from runners.python.options import RunnerOptions
 
 DEADLINE = 20.0
 
@@ -224,3 +227,65 @@ def test_the_ring_keeps_the_newest_within_both_bounds() -> None:
     ring.resize(10, 150)  # 100 bytes a message: only one fits
     assert (ring.oldest, len(ring)) == (9, 1)
     assert [i.pulse_id for i in ring.between(0, None)] == [9]
+
+
+def test_the_runner_gives_the_buffer_a_deep_queue_by_default() -> None:
+    """A moment's lag loses nothing: the buffer's queue holds seconds of input, not the 4
+    messages of a viewer; the config can still set another size."""
+    configurator = Configurator(load(module="builtin_pipelines.pulse_buffer"))
+    try:
+        assert configurator.apply({}).queue_size >= 100
+        assert RunnerOptions().queue_size < 100  # deeper than the runner's own default
+        assert configurator.apply({"queue_size": 3}).queue_size == 3
+    finally:
+        configurator.parameters["_pipevisor_pulse_buffer"].close()
+
+
+def test_removing_a_finished_acquisition_forgets_it(buffer) -> None:
+    """DELETE of a done acquisition: it leaves the report too (a writing one stays, aborted)."""
+    b = buffer()
+    b.feed(range(100, 120))
+    b.acquire("done", start_pulse_id=100, stop_pulse_id=110)
+    b.wait("done", "done")
+    b.parameters["acquisitions"] = {}
+    pulse_buffer.configure(b.parameters)
+    assert pulse_buffer.report(b.parameters)["acquisitions"] == {}
+
+
+def test_only_the_newest_finished_acquisitions_stay_in_the_report(buffer) -> None:
+    """Beyond keep_finished the oldest finished ones leave the report, named in ``pruned``
+    while the config has them; a writing one is never pruned, and none starts again."""
+    b = buffer(keep_finished=2)
+    b.feed(range(100, 200))
+    b.acquire("open", start_pulse_id=150)
+    for index in range(4):
+        b.acquire(f"a{index}", start_pulse_id=100 + index, stop_pulse_id=110 + index)
+        b.wait(f"a{index}", "done")
+    report = pulse_buffer.report(b.parameters)
+    assert sorted(report["acquisitions"]) == ["a2", "a3", "open"]
+    assert report["acquisitions"]["open"]["state"] == "writing"
+    assert report["pruned"] == ["a0", "a1"]
+    b.set_stop("a0", 120)  # a pruned one in the config: nothing happens, nothing breaks
+    b.feed(range(200, 210))
+    assert "a0" not in pulse_buffer.report(b.parameters)["acquisitions"]
+    b.parameters["acquisitions"] = {
+        k: v for k, v in b.parameters["acquisitions"].items() if k not in ("a0", "a1")
+    }
+    pulse_buffer.configure(b.parameters)  # what the REST edge does with the next acquisition
+    report = pulse_buffer.report(b.parameters)
+    assert report["pruned"] == []
+    assert sorted(report["acquisitions"]) == ["a2", "a3", "open"]
+
+
+def test_keep_finished_zero_keeps_none_and_a_bad_value_is_refused(buffer) -> None:
+    """keep_finished 0: a finished acquisition leaves the report at once; -1 is refused."""
+    b = buffer(keep_finished=0)
+    b.feed(range(100, 120))
+    b.acquire("quick", start_pulse_id=100, stop_pulse_id=105)
+    deadline = time.monotonic() + DEADLINE
+    while "quick" in (report := pulse_buffer.report(b.parameters))["acquisitions"]:
+        assert time.monotonic() < deadline, report
+        time.sleep(0.01)
+    assert report["pruned"] == ["quick"]
+    with pytest.raises(ValueError, match="keep_finished must be an integer >= 0, got -1"):
+        pulse_buffer.configure(dict(b.parameters, keep_finished=-1))

@@ -111,6 +111,39 @@ def test_refused_update_leaves_parameters_and_options_unchanged() -> None:
     assert configurator.options.queue_size == 3
 
 
+def _module_with_defaults(defaults: object) -> object:
+    module = type(sys)("writer")
+    module.process = lambda *args: None
+    module.RUNNER_DEFAULTS = defaults
+    return module
+
+
+def test_the_codes_runner_defaults_apply_unless_the_config_sets_the_key() -> None:
+    """A module's RUNNER_DEFAULTS (a writer's deep queue) replace the runner's own defaults;
+    the config still overrides them, and None in the config means the module's default."""
+    configurator = Configurator(find_entry(_module_with_defaults({"queue_size": 200}), "writer"))
+    assert configurator.apply({"a": 1}).queue_size == 200
+    assert configurator.apply({"queue_size": None}).queue_size == 200
+    assert configurator.apply({"queue_size": 5}).queue_size == 5
+    assert configurator.apply({}).queue_size == 200
+    assert configurator.parameters == {}  # the defaults are options, not the user's keys
+
+
+@pytest.mark.parametrize(
+    ("defaults", "words"),
+    [
+        ({"colour": 1}, "['colour'] are not runner options"),
+        ({"queue_size": 0}, "queue_size=0"),
+        ([("queue_size", 2)], "RUNNER_DEFAULTS must be a dict"),
+    ],
+)
+def test_bad_runner_defaults_are_a_load_error(defaults: object, words: str) -> None:
+    """A module whose RUNNER_DEFAULTS the runner would refuse does not load, saying why."""
+    with pytest.raises(LoadError, match="writer: RUNNER_DEFAULTS") as caught:
+        find_entry(_module_with_defaults(defaults), "writer")
+    assert words in str(caught.value)
+
+
 def _imports(path: Path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):

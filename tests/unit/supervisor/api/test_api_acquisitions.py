@@ -76,3 +76,19 @@ def test_acquisitions_need_the_token_and_are_audited(
     records = [json.loads(line) for line in audit_path.read_text().splitlines()]
     assert records[-1]["status"] == 401
     assert "sneaky" in records[-1]["body"]
+
+
+def test_acquisitions_the_program_pruned_leave_the_config_with_the_next_one(
+    client: TestClient, fake: FakeSupervisor, running: dict
+) -> None:
+    """Finished ones beyond the program's keep_finished: not shown as requested, and removed
+    from the config in the same patch that adds a new acquisition."""
+    for name in ("old", "recent"):
+        assert client.post(BASE, json={"id": name, "output_file": f"{name}.h5"}).status_code == 201
+    done = {"state": "done", "pulses": 3}
+    fake.instances["cam1"].report = {"acquisitions": {"recent": done}, "pruned": ["old"]}
+    assert client.get(BASE).json() == {"recent": done}
+    assert client.get(f"{BASE}/old").status_code == 404
+    created = client.post(BASE, json={"id": "new", "output_file": "new.h5"})
+    assert created.status_code == 201, created.text
+    assert sorted(fake.instances["cam1"].config["acquisitions"]) == ["new", "recent"]
