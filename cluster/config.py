@@ -173,6 +173,8 @@ class ClusterConfig(StrictModel):
                 if item.startswith("#"):
                     continue
                 instance, _, port = item.partition(":")
+                if port and not port.isdigit():
+                    raise ValueError(f"{url}: instance {item!r} has a port that is not a number")
                 pins.append(Pin(instance=instance, port=int(port) if port else None))
             nodes.append(
                 NodeConfig(
@@ -197,5 +199,5 @@ def load_config(path: Path) -> ClusterConfig:
         if isinstance(data, dict) and data and all("://" in key for key in data):
             return ClusterConfig.from_servers_json(data)
         return ClusterConfig.model_validate(data)
-    except (ValidationError, ValueError) as exc:
+    except (ValidationError, ValueError, AttributeError, TypeError) as exc:
         raise InvalidConfigError(f"cluster config {str(path)!r} is invalid: {exc}") from None

@@ -57,6 +57,8 @@ async def move_off(manager: ClusterManager, node: NodeState) -> None:
             await _move(manager, placement, node.name)
             moved.add(placement.instance)
         for placement in manager.ledger.all():
+            if placement.instance in moved:
+                continue  # created just now, after its source: it reads the new place
             source = manager._source_of(placement.request)
             if source in moved and placement.node not in (None, node.name):
                 await _follow_source(manager, placement, source)
@@ -68,8 +70,6 @@ async def _follow_source(manager: ClusterManager, placement: Placement, source: 
     holder = manager.nodes.get(placement.node or "")
     if holder is None or not holder.up or holder.client is None:
         return
-    if manager.locations().get(source) == holder.name:
-        return  # the source moved onto this very node: the name resolves there now
     try:
         await holder.client.json("DELETE", f"/instances/{placement.instance}")
     except NotFoundError:

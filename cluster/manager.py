@@ -124,6 +124,9 @@ class ClusterManager:
         """A node announced itself: known by name (its rules apply) or a new generic node."""
         node = self.nodes.get(name)
         if node is None:
+            # Listed under another name at this URL (servers.json names nodes host-port).
+            node = next((n for n in self.nodes.values() if n.url == url.rstrip("/")), None)
+        if node is None:
             node = NodeState(NodeConfig(name=name, url=url), self.settings.token)
             self.nodes[name] = node
             log.info("node_added", node=name, url=url)
@@ -342,8 +345,8 @@ class ClusterManager:
     # -- the SupervisorAPI: creating -------------------------------------------------------
 
     async def create_instance(self, req: CreateInstance) -> InstanceInfo:
-        spec = self.registry.get(req.entry).spec  # 404 for an unknown entry, as on a node
-        permanent = req.permanent or bool(spec is not None and spec.permanent)
+        self.registry.get(req.entry)  # 404 for an unknown entry, as on a node
+        permanent = req.permanent  # as on a node: the registry's permanent entries start alone
         async with self._lock:
             where = self.locations().get(req.name)
             if where is not None:
@@ -477,13 +480,17 @@ class ClusterManager:
                 self.locations(),
             )
             node = self.nodes[decision.node]
-            if decision.port is not None or self._node_request(req, decision, node.name) != req:
+            created = (
+                decision.port is not None or self._node_request(req, decision, node.name) != req
+            )
+            if created:
                 # A pinned port or a remote source: create it with them, then ask for it.
                 placement = await self._place_and_create(
                     req, bool(entry.spec and entry.spec.permanent)
                 )
                 node = self.nodes[placement.node or ""]
-            else:
+            answer = await self._client(node).json("POST", f"/streams/{name}")
+            if not created:  # recorded once the node took it: a refusal leaves no placement
                 self.ledger.put(
                     Placement(
                         instance=name,
@@ -493,7 +500,6 @@ class ClusterManager:
                         request=req,
                     )
                 )
-            answer = await self._client(node).json("POST", f"/streams/{name}")
             node.pending += 1
             return self._remember(node, answer)
 

@@ -60,7 +60,15 @@ def error_for(node: str, answer: httpx.Response) -> SupervisorError:
 class NodeClient:
     """Calls one node's REST API; every failure is a domain error naming the node."""
 
-    def __init__(self, name: str, url: str, token: str | None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        token: str | None,
+        timeout: float = 10.0,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.name = name
         self.url = url
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -69,6 +77,7 @@ class NodeClient:
             headers=headers,
             timeout=timeout,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+            transport=transport,  # tests: in-process nodes; None: the network
         )
 
     async def close(self) -> None:

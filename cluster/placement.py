@@ -5,7 +5,8 @@ In order (the first that applies decides):
 1. **Pinned**: a node's ``pins`` name the instance: that node, and only that node (with the
    pin's port). If it is down the instance waits for it.
 2. **Group**: an instance of a group (by name pattern, or by the camera it reads) may only run
-   on the group's nodes; any other instance only on generic nodes.
+   on the group's nodes; any other instance only on generic nodes, or on a node that lists
+   the camera it reads (CamServer's non-expanding node with ``cameras``).
 3. **Next to its source**: a pipeline goes to the node that runs the camera or instance it
    reads, unless that node's CPU is above ``colocate_max_cpu`` or the rules turn it off: the
    image then never crosses the network.
@@ -128,7 +129,7 @@ def place(
     eligible: list[Candidate] = []
     refused: list[str] = []
     for candidate in by_name.values():
-        reason = _refusal(candidate, group, request.exclude)
+        reason = _refusal(candidate, group, request.exclude, request.source)
         if reason is None:
             eligible.append(candidate)
         else:
@@ -168,8 +169,10 @@ def place(
     return Decision(best.name, None, why, rule, scores)
 
 
-def _refusal(candidate: Candidate, group: str | None, exclude: frozenset[str]) -> str | None:
-    """Why ``candidate`` may not take an instance of ``group`` (None: it may)."""
+def _refusal(
+    candidate: Candidate, group: str | None, exclude: frozenset[str], source: str | None = None
+) -> str | None:
+    """Why ``candidate`` may not take an instance of ``group`` reading ``source`` (None: it may)."""
     if candidate.name in exclude:
         return "excluded"
     if not candidate.enabled:
@@ -178,4 +181,6 @@ def _refusal(candidate: Candidate, group: str | None, exclude: frozenset[str]) -
         return candidate.status
     if group is not None:
         return None if group in candidate.groups else f"not in group {group!r}"
-    return None if candidate.generic else f"dedicated to {', '.join(candidate.groups) or 'pins'}"
+    if candidate.generic or (source is not None and source in candidate.cameras):
+        return None
+    return f"dedicated to {', '.join(candidate.groups) or 'pins'}"
