@@ -16,9 +16,10 @@ import signal
 import sys
 from collections.abc import Callable, Iterable
 
-__all__ = ["SESSION_VAR", "kill_run", "kill_session", "main"]
+__all__ = ["SESSION_VAR", "SPAWN_VAR", "kill_run", "kill_session", "main"]
 
 SESSION_VAR = "PIPEVISOR_SESSION"
+SPAWN_VAR = "PIPEVISOR_SPAWN"
 
 
 def _session_pids(token: str, *extra: str) -> list[int]:
@@ -53,11 +54,14 @@ def _kill(kill: Callable[[int, int], None], ids: Iterable[int]) -> int:
     return killed
 
 
-def kill_run(token: str, instance: str, run: int) -> int:
-    """SIGKILL what is left of one run of an instance outside its process group (programs
-    that called setsid); returns the count. Scans /proc: call it off the event loop."""
-    extra = (f"PIPEVISOR_INSTANCE={instance}", f"PIPEVISOR_RUN={run}")
-    return _kill(os.kill, _session_pids(token, *extra))
+def kill_run(token: str, spawn: int) -> int:
+    """SIGKILL what is left of one spawned run outside its process group (programs that
+    called setsid); returns the count. Scans /proc: call it off the event loop.
+
+    Runs are told apart by ``PIPEVISOR_SPAWN``, unique in the session: an instance deleted and
+    created again under its name starts at run 1 again, and its new run must not match.
+    """
+    return _kill(os.kill, _session_pids(token, f"{SPAWN_VAR}={spawn}"))
 
 
 def kill_session(token: str, pgids: set[int]) -> int:

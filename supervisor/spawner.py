@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import structlog
 
 from .contract import ContractEnv, EnvVar
-from .guard import SESSION_VAR, kill_run
+from .guard import SESSION_VAR, SPAWN_VAR, kill_run
 from .instance import Instance
 from .loghub import LogHub
 from .process import ProgramProcess
@@ -41,6 +41,8 @@ class Spawner:
         self.loghub = loghub
         self.session = session
         self._guard: subprocess.Popen[bytes] | None = None
+        self._spawned = 0  # spawns so far: each run's PIPEVISOR_SPAWN, unique in the session
+        self._spawns: dict[int, int] = {}  # process group -> its spawn number
 
     def start(self) -> None:
         """Start the guard (before any program)."""
@@ -74,9 +76,12 @@ class Spawner:
         env.update(extra_env)
         env.update(contract.to_environ())
         env[SESSION_VAR] = self.session
+        self._spawned += 1
+        env[SPAWN_VAR] = str(self._spawned)
         env.setdefault("PYTHONUNBUFFERED", "1")
         process = ProgramProcess(argv, env, self.settings.registry, instance.handle_exit)
         self._guard_write(f"+{process.pgid}\n")
+        self._spawns[process.pgid] = self._spawned
         self.loghub.attach_pipe(instance.name, instance.run, process.stdout_fd, "stdout")
         self.loghub.attach_pipe(instance.name, instance.run, process.stderr_fd, "stderr")
         return process
@@ -84,6 +89,9 @@ class Spawner:
     def exited(self, instance: Instance, process: ProgramProcess) -> None:
         """A run ended: forget its group, and later kill what escaped it."""
         self._guard_write(f"-{process.pgid}\n")
+        spawn = self._spawns.pop(process.pgid, None)
+        if spawn is None:
+            return
         # The group is gone (the process killed it); what left the group with setsid is found
         # by its environment, in a thread, and a little later: the /proc scan must not compete
         # with the next run's spawn for the GIL (it only matches this run's number).
@@ -95,10 +103,11 @@ class Spawner:
             self._kill_escapees,
             instance.name,
             instance.run,
+            spawn,
         )
 
-    def _kill_escapees(self, name: str, run: int) -> None:
-        killed = kill_run(self.session, name, run)
+    def _kill_escapees(self, name: str, run: int, spawn: int) -> None:
+        killed = kill_run(self.session, spawn)
         if killed:
             log.warning("instance_escapees_killed", instance=name, run=run, processes=killed)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -111,3 +112,27 @@ def test_a_second_supervisor_on_the_same_state_refuses_to_start(
     info = first.instance("idle")
     assert info["pid"] == pid
     assert info["run"] == 1
+
+
+def test_an_instance_created_again_under_its_name_is_not_taken_for_an_escapee(
+    start_supervisor, write_entry
+):
+    """Delete an instance and create it again at once: the new run 1 keeps running.
+
+    What escaped the old run is looked for 0.2 s after its end; the new run has the same name
+    and run number, and must not match."""
+    write_entry("idle.sh", shell("exec sleep 600"), executable=True)
+    sup = start_supervisor()
+    sup.api("POST", "/instances", json={"name": "x", "entry": "idle"}).raise_for_status()
+    sup.wait_state("x", "running")
+    assert sup.api("DELETE", "/instances/x").status_code == 204
+    sup.api("POST", "/instances", json={"name": "x", "entry": "idle"}).raise_for_status()
+    pid = sup.wait_state("x", "running")["pid"]
+
+    def two_seconds_in():
+        info = sup.instance("x")
+        return info if time.time() > info["started_at"] + 2.0 else None
+
+    info = wait_for(two_seconds_in, what="two seconds of the new run")
+    assert (info["pid"], info["run"], info["restarts"]) == (pid, 1, 0)
+    assert pid_alive(pid)
