@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from supervisor import __version__
+from supervisor.atomicfile import write_atomic
 from supervisor.backgrounds import BackgroundInfo, BackgroundStore
 from supervisor.errors import (
     ConflictError,
@@ -85,6 +86,7 @@ class ClusterManager:
         self.settings.registry.mkdir(parents=True, exist_ok=True)
         self.registry.scan()
         self.ledger.load()
+        await self._load_registered()
         self.new_permanents = {e.name for e in self.registry.entries()}
         self.relay.start()
         self._tasks = [
@@ -123,6 +125,7 @@ class ClusterManager:
     async def register_node(self, name: str, url: str) -> NodeState:
         """A node announced itself: known by name (its rules apply) or a new generic node."""
         node = self.nodes.get(name)
+        known_url = node.url if node is not None else None
         if node is None:
             # Listed under another name at this URL (servers.json names nodes host-port).
             node = next((n for n in self.nodes.values() if n.url == url.rstrip("/")), None)
@@ -133,10 +136,43 @@ class ClusterManager:
         elif node.url != url.rstrip("/"):
             log.info("node_url_changed", node=name, old=node.url, url=url)
         await node.set_url(url)
-        node.registered = True
+        if not node.registered:
+            node.registered = True
+            self._save_registered()
+        elif known_url != node.url:
+            self._save_registered()
         if node.status is NodeStatus.UNKNOWN and node.reason == "waits for its registration":
             node.reason = "registered, not checked yet"
         return node
+
+    def _save_registered(self) -> None:
+        """Nodes that registered themselves, so a restarted manager knows them at once."""
+        assert self.settings.state_dir is not None
+        known = {n.name: n.url for n in self.nodes.values() if n.registered and n.url}
+        path = self.settings.state_dir / "nodes.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(known, indent=1).encode(), temp_prefix=".nodes-")
+
+    async def _load_registered(self) -> None:
+        assert self.settings.state_dir is not None
+        path = self.settings.state_dir / "nodes.json"
+        try:
+            known = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        for name, url in known.items() if isinstance(known, dict) else ():
+            node = self.nodes.get(name)
+            if node is None:
+                try:
+                    node = NodeState(NodeConfig(name=name, url=url), self.settings.token)
+                except ValueError:
+                    continue
+                self.nodes[name] = node
+            elif node.url is None and isinstance(url, str):
+                await node.set_url(url)
+            node.registered = True
+            if node.reason == "waits for its registration":
+                node.reason = "registered before the manager restarted, not checked yet"
 
     async def set_rules(self, rules: ClusterConfig) -> None:
         """New rules, in force at once: nodes added, changed or (if unused) forgotten."""

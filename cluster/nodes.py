@@ -130,6 +130,7 @@ class NodeState:
             instances=len(self.instances),
             pending=self.pending,
             status=str(self.status),
+            sampled=bool(resources),
         )
 
     def view(self) -> NodeView:

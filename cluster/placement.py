@@ -57,6 +57,7 @@ class Candidate:
     instances: int = 0
     pending: int = 0
     status: str = "up"
+    sampled: bool = True  # its load is measured (a node just up has no sample yet)
 
     @property
     def score(self) -> float:
@@ -152,6 +153,10 @@ def place(
             )
     preferred = [c for c in eligible if request.source and request.source in c.cameras]
     pool, rule = (preferred, "camera") if preferred else (eligible, "least_loaded")
+    if any(c.sampled for c in pool):
+        # A node without a sample would look idle: it is ranked once it has one.
+        refused += [f"{c.name}: no load sample yet" for c in pool if not c.sampled]
+        pool = [c for c in pool if c.sampled]
     ranked = sorted(pool, key=lambda c: (c.score, c.name))
     best = ranked[0]
     scores = {c.name: round(c.score, 4) for c in ranked}

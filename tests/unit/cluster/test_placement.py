@@ -268,3 +268,15 @@ def test_a_camserver_node_that_does_not_expand_takes_its_cameras_pipelines() -> 
     assert (decision.node, decision.rule) == ("n1-1", "camera")
     assert place(PlacementRequest("other", source="CAM2"), nodes, rules, {}).node == "n2-1"
     assert place(PlacementRequest("other"), nodes, rules, {}).node == "n2-1"
+
+
+def test_a_node_without_a_load_sample_is_not_taken_for_the_idlest() -> None:
+    """A node just up has no sample (it would score 0): the measured ones are ranked."""
+    busy = up("busy", cpu_percent=95.0)
+    fresh = up("fresh", sampled=False)
+    decision = place(PlacementRequest("cam"), [busy, fresh], ClusterConfig(), {})
+    assert decision.node == "busy"
+    assert "fresh: no load sample yet" in decision.why
+    # With no sample anywhere, placement still decides.
+    only = place(PlacementRequest("cam"), [fresh], ClusterConfig(), {})
+    assert only.node == "fresh"
