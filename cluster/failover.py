@@ -88,7 +88,7 @@ async def _move(manager: ClusterManager, placement: Placement, off: str | None) 
     try:
         moved = await manager._place_and_create(
             placement.request,
-            True,
+            placement.permanent,
             exclude=frozenset({off}) if off else frozenset(),
             moved_from=off or placement.moved_from,
             moves=placement.moves + (1 if off else 0),

@@ -7,7 +7,6 @@ after a node or the manager restarts.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -73,8 +72,10 @@ class Ledger:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = _LedgerFile(placements=list(self._placements.values())).model_dump(mode="json")
-        write_atomic(self.path, json.dumps(data, indent=1).encode(), temp_prefix=".ledger-")
+        # pydantic's own encoder: a few ms for hundreds of placements (json.dumps with an
+        # indent takes the pure-Python path, several times slower, on the event loop).
+        data = _LedgerFile(placements=list(self._placements.values())).model_dump_json()
+        write_atomic(self.path, data.encode(), temp_prefix=".ledger-")
 
     def get(self, instance: str) -> Placement | None:
         return self._placements.get(instance)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import Iterator
 
@@ -61,6 +62,9 @@ async def run(settings: ManagerSettings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.on_signal)
     await manager.start()
+    # What start-up built lives as long as the manager: kept out of the collector's full
+    # passes, which otherwise paused the loop ~85 ms at 500 instances (bench_cluster's p99).
+    gc.freeze()
     address = f"http://{settings.api_host}:{sockets[0].getsockname()[1]}"
     log.info(
         "manager_listening", page=f"{address}/", docs=f"{address}/docs", nodes=len(rules.nodes)
