@@ -65,8 +65,9 @@ async def move_off(manager: ClusterManager, node: NodeState) -> None:
 
 
 async def _follow_source(manager: ClusterManager, placement: Placement, source: str) -> None:
-    """``placement`` reads ``source`` from another node, and the source moved: its input URL
-    is dead, so it is deleted and placed again (next to its source, by the rules)."""
+    """``placement`` reads a copy of ``source`` that is gone (a dead node's, by URL, or a
+    duplicate deleted beside it): it is deleted and placed again, next to the source that
+    stays by the rules."""
     holder = manager.nodes.get(placement.node or "")
     if holder is None or not holder.up or holder.client is None:
         return
@@ -184,12 +185,17 @@ async def reconcile(manager: ClusterManager, node: NodeState, asked: float) -> N
         else:
             manager.ledger.remove(placement.instance)
             log.info("instance_gone", instance=placement.instance, node=node.name)
-    for name in duplicates:
-        await _delete_duplicate(manager, node, name)
-    if recreate:
+    deleted = {name for name in duplicates if await _delete_duplicate(manager, node, name)}
+    if recreate or deleted:
         async with manager._lock:
             for placement in recreate:
                 await _recreate(manager, node, placement)
+            # What this node ran next to a copy it just lost reads nothing now: it follows
+            # the copy that stays (after a partition, the node's pipelines are adopted).
+            for placement in manager.ledger.on_node(node.name):
+                source = manager._source_of(placement.request)
+                if source in deleted:
+                    await _follow_source(manager, placement, source)
 
 
 def _adopt(manager: ClusterManager, node: NodeState, info: dict[str, Any]) -> None:
@@ -218,7 +224,8 @@ def _adopt(manager: ClusterManager, node: NodeState, info: dict[str, Any]) -> No
     log.info("instance_adopted", instance=info["name"], node=node.name)
 
 
-async def _delete_duplicate(manager: ClusterManager, node: NodeState, name: str) -> None:
+async def _delete_duplicate(manager: ClusterManager, node: NodeState, name: str) -> bool:
+    """Delete ``name`` on ``node``, where it runs a second time; False if that failed."""
     assert node.client is not None
     try:
         await node.client.json("DELETE", f"/instances/{name}")
@@ -226,10 +233,11 @@ async def _delete_duplicate(manager: ClusterManager, node: NodeState, name: str)
         pass
     except SupervisorError as exc:
         log.warning("duplicate_not_stopped", instance=name, node=node.name, reason=exc.message)
-        return
+        return False
     node.instances.pop(name, None)
     manager.changed()
     log.warning("duplicate_stopped", instance=name, node=node.name)
+    return True
 
 
 async def _recreate(manager: ClusterManager, node: NodeState, placement: Placement) -> None:

@@ -292,3 +292,28 @@ def test_an_on_demand_stream_of_a_dead_node_is_gone(in_cluster: Run) -> None:
         assert again.json()["node"] == "b"
 
     in_cluster(scenario)
+
+
+def test_after_a_partition_a_pipeline_beside_the_deleted_copy_follows_its_source(
+    in_cluster: Run,
+) -> None:
+    """A returning node's pipeline read its local camera, deleted as a duplicate: it is
+    created again next to the camera that stays, not left reading a released port."""
+
+    async def scenario(c: Any) -> None:
+        await busy(c, "b")
+        await create(c, "cam1", permanent=True)
+        await create(c, "spots")  # not permanent: forgotten while its node is away
+        assert c.manager.ledger.get("spots").node == "a"
+        await kill(c, "a")
+        assert c.manager.ledger.get("spots") is None
+        c.network.unreachable.clear()
+        await c.check("a")  # partitioned, not dead: it still runs both
+        assert c.node("a").deleted == ["cam1", "spots"]
+        assert "spots" in c.node("b").instances
+        placement = c.manager.ledger.get("spots")
+        assert (placement.node, placement.rule) == ("b", "colocated")
+        listed = (await c.api.get("/api/v1/instances")).json()
+        assert sorted((i["name"], i["node"]) for i in listed) == [("cam1", "b"), ("spots", "b")]
+
+    in_cluster(scenario)
