@@ -30,6 +30,9 @@ def register(sub: Any) -> None:
         "--state-dir", type=Path, help="placements and audit (default REGISTRY/.pipevisor-manager)"
     )
     p.add_argument("--backgrounds", type=Path, help="background images folder")
+    p.add_argument(
+        "--log-host", help="interface of the merged log stream, a ZMQ PUB (default 127.0.0.1)"
+    )
     p.add_argument("--token", help=f"bearer token of changes and of the nodes (${TOKEN_ENV})")
     p.add_argument("--log-format", choices=["console", "json"], help="manager log format")
 
@@ -54,6 +57,7 @@ def cmd_manager(args: argparse.Namespace) -> int:
         "backgrounds": args.backgrounds,
         "api_host": args.host,
         "api_port": args.port,
+        "log_host": args.log_host,
         "token": args.token or os.environ.get(TOKEN_ENV) or None,
         "log_format": args.log_format,
     }

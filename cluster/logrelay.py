@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from urllib.parse import urlsplit
 
 import structlog
@@ -38,6 +39,8 @@ class LogRelay:
         self._pub.setsockopt(zmq.SNDHWM, 10_000)
         self._pub.bind(f"tcp://{self.host}:*")
         self.url = self._pub.getsockopt(zmq.LAST_ENDPOINT).decode()
+        if self.host in ("0.0.0.0", "*"):  # bound everywhere: name this host to clients
+            self.url = f"tcp://{socket.getfqdn()}:{self.url.rpartition(':')[2]}"
         self._sub = self._ctx.socket(zmq.SUB)
         self._sub.setsockopt(zmq.LINGER, 0)
         self._sub.setsockopt(zmq.SUBSCRIBE, b"")

@@ -89,21 +89,32 @@ class LogHub:
         # (instance, run, message). The supervisor shows the last one in a failed run's reason.
         self.on_error: Callable[[str, int, str], None] | None = None
 
-    async def start(self, ctx: zmq.asyncio.Context | zmq.Context, host: str = "127.0.0.1") -> None:
-        """Bind the LOG PULL and the PUB on ephemeral ports of ``host``; start receiving."""
+    async def start(
+        self,
+        ctx: zmq.asyncio.Context | zmq.Context,
+        host: str = "127.0.0.1",
+        *,
+        pub_host: str | None = None,
+        advertise: str | None = None,
+    ) -> None:
+        """Bind the LOG PULL on an ephemeral port of ``host`` (programs are local) and the PUB
+        on one of ``pub_host`` (default ``host``; clients, a cluster manager among them, may
+        be elsewhere), its URL naming ``advertise``; start receiving."""
         pull = zmq.Socket(ctx, zmq.PULL)
         pub = zmq.Socket(ctx, zmq.XPUB)
         for sock in (pull, pub):
             sock.linger = 0
         try:
             pull.bind(f"tcp://{host}:*")
-            pub.bind(f"tcp://{host}:*")
+            pub.bind(f"tcp://{pub_host or host}:*")
         except zmq.ZMQError:
             pull.close(linger=0)
             pub.close(linger=0)
             raise
         self.log_url = pull.last_endpoint.decode()
         self.pub_url = pub.last_endpoint.decode()
+        if advertise:
+            self.pub_url = f"tcp://{advertise}:{self.pub_url.rpartition(':')[2]}"
         self._pull, self._pub = pull, pub
         loop = asyncio.get_running_loop()
         self._tasks = [

@@ -98,7 +98,12 @@ class Supervisor:
         self.settings.registry.mkdir(parents=True, exist_ok=True)
         self._lock_state_dir()
         self.registry.scan()
-        await self.loghub.start(self._ctx, self.settings.control_host)
+        await self.loghub.start(
+            self._ctx,
+            self.settings.control_host,
+            pub_host=self.settings.stream_host,
+            advertise=self.settings.public_host,
+        )
         await self._control.start(self.settings.control_host)
         self._spawner.start()
         self._batch = True

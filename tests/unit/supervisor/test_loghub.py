@@ -285,3 +285,29 @@ def test_followers_end_when_the_hub_closes_or_the_instance_is_forgotten() -> Non
         assert await asyncio.wait_for(closing, 5) == ["a0"]
 
     run(scenario())
+
+
+def test_the_pub_binds_where_clients_reach_it_and_names_the_advertised_host() -> None:
+    """The log stream is for clients (a cluster manager among them): bound on the stream
+    interface, its URL naming the advertised host, while programs log to the local PULL."""
+
+    async def scenario() -> tuple[str, str, list[bytes]]:
+        ctx = zmq.asyncio.Context()
+        hub = LogHub()
+        try:
+            await hub.start(ctx, "127.0.0.1", pub_host="127.0.0.1", advertise="localhost")
+            async with socket(ctx, zmq.SUB, hub.pub_url) as sub:
+                sub.subscribe(b"")
+                deadline = time.monotonic() + 10
+                while not await sub.poll(10):
+                    assert time.monotonic() < deadline, "nothing reached the subscriber"
+                    hub.add("cam", 1, "stdout", "hello")
+                return hub.pub_url, hub.log_url, await sub.recv_multipart()
+        finally:
+            await hub.close()
+            ctx.term()
+
+    pub_url, log_url, frames = run(scenario())
+    assert pub_url.startswith("tcp://localhost:")
+    assert log_url.startswith("tcp://127.0.0.1:")
+    assert frames[0] == b"cam"
