@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
 
+from supervisor import registry_files
 from supervisor.errors import InvalidConfigError, NotFoundError, SupervisorError
 
 if TYPE_CHECKING:
@@ -27,6 +29,9 @@ log = structlog.get_logger(__name__)
 
 SCAN_INTERVAL = 0.5
 """Seconds between two looks at the manager's folders."""
+
+COPIES_AT_ONCE = 8
+"""Files copied to one node at a time when it comes up."""
 
 
 class _File(NamedTuple):
@@ -43,7 +48,7 @@ def _registry_files(root: Path) -> dict[str, _File]:
     except OSError:
         return {}
     for d in entries:
-        if d.name[0] == "." or d.name == "__pycache__" or d.name.endswith(".pyc"):
+        if not registry_files.is_listed(d.name):
             continue
         try:
             st = d.stat()
@@ -134,15 +139,30 @@ class Replicator:
             log.warning("replication_to_node_failed", node=node.name, reason=exc.message)
 
     async def push_all(self, node: NodeState) -> None:
-        """Everything a node needs before it takes instances: raises if it cannot be done."""
-        files = await asyncio.to_thread(_registry_files, self._registry_root())
-        for filename in sorted(files):
-            await self._put_file(node, filename)
+        """Everything a node needs before it takes instances: the registry files it lacks or
+        has otherwise (by SHA-256) and the backgrounds it lacks. Raises if it cannot be done."""
         assert node.client is not None
+        ours = await asyncio.to_thread(registry_files.list_files, self._registry_root())
+        theirs = {
+            f["filename"]: (f["sha256"], f["executable"])
+            for f in await node.client.json("GET", "/registry/files") or []
+        }
+        stale = [f.filename for f in ours if theirs.get(f.filename) != (f.sha256, f.executable)]
         present = {b["id"] for b in await node.client.json("GET", "/backgrounds") or []}
         backgrounds = await asyncio.to_thread(_background_files, self._backgrounds_root())
-        for background in sorted(set(backgrounds) - present):
-            await self._put_background(node, background)
+        missing = sorted(set(backgrounds) - present)
+        limit = asyncio.Semaphore(COPIES_AT_ONCE)
+
+        async def copy(put: Callable[[NodeState, str], Awaitable[None]], name: str) -> None:
+            async with limit:
+                await put(node, name)
+
+        await asyncio.gather(
+            *(copy(self._put_file, f) for f in stale),
+            *(copy(self._put_background, b) for b in missing),
+        )
+        if stale or missing:
+            log.info("node_synced", node=node.name, files=len(stale), backgrounds=len(missing))
 
     async def _put_file(self, node: NodeState, filename: str) -> None:
         path = self._registry_root() / filename

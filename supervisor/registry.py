@@ -236,6 +236,10 @@ class Registry:
                         log.exception("registry_on_change_failed", registry=str(self.root))
             await asyncio.sleep(interval)
 
+    def file_list(self) -> list[registry_files.RegistryFile]:
+        """Every plain file of the registry, with its size and SHA-256."""
+        return registry_files.list_files(self.root)
+
     def read_file(self, filename: str) -> bytes:
         """The content of a registry file. Raises InvalidNameError, EntryNotFoundError."""
         return registry_files.read_file(self.root, filename)
@@ -284,7 +288,7 @@ class Registry:
         with it:
             for d in it:
                 name = d.name
-                if name[0] == "." or name == "__pycache__" or name.endswith(".pyc"):
+                if not registry_files.is_listed(name):
                     continue
                 try:
                     st = d.stat()

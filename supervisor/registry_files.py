@@ -8,18 +8,21 @@ content readers (JSON entry, script docstring, builtin lookup) never import user
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.util
 import json
 import os
 import pkgutil
 import re
+import stat
 import sys
 import tokenize
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from .atomicfile import fsync_folder, write_atomic
+from .contract import StrictModel
 from .errors import (
     ConflictError,
     EntryNotFoundError,
@@ -33,8 +36,11 @@ __all__ = [
     "BUILTIN_PACKAGE",
     "MAX_NAME_LENGTH",
     "TEMP_PREFIX",
+    "RegistryFile",
     "check_size",
     "delete_file",
+    "is_listed",
+    "list_files",
     "missing_builtin",
     "parse_entry_spec",
     "read_file",
@@ -216,3 +222,42 @@ def script_description(path: Path) -> str:
         except (tokenize.TokenError, SyntaxError, ValueError, UnicodeDecodeError):
             return ""
     return ""
+
+
+class RegistryFile(StrictModel):
+    """One registry file, as ``GET /api/v1/registry/files`` lists it."""
+
+    filename: str = Field(description="File name in the registry.")
+    size: int = Field(description="Bytes.")
+    sha256: str = Field(description="SHA-256 of the content, hex.")
+    executable: bool = Field(description="It has an execute bit (a program).")
+
+
+def is_listed(name: str) -> bool:
+    """Whether a folder entry of this name can be a registry file (not hidden, not a cache)."""
+    return not (name[0] == "." or name == "__pycache__" or name.endswith(".pyc"))
+
+
+def list_files(root: Path) -> list[RegistryFile]:
+    """The registry's plain files with their digests (what a cluster manager compares)."""
+    found = []
+    for d in sorted(os.scandir(root), key=lambda d: d.name):
+        if not is_listed(d.name):
+            continue
+        try:
+            st = d.stat()
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            with open(d.path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError:
+            continue  # vanished while listed
+        found.append(
+            RegistryFile(
+                filename=d.name,
+                size=st.st_size,
+                sha256=digest,
+                executable=bool(st.st_mode & 0o111),
+            )
+        )
+    return found

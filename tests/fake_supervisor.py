@@ -6,6 +6,7 @@ The real Supervisor has system tests with real processes.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -29,6 +30,7 @@ from supervisor.logring import LogEntry
 from supervisor.mergepatch import merge_patch
 from supervisor.preview import Preview, check_preview, render_preview
 from supervisor.registry import Entry, EntryKind
+from supervisor.registry_files import RegistryFile
 from supervisor.settings import Settings
 from supervisor.specs import EntrySpec, RestartPolicy
 from supervisor.views import ConfigResult, CreateInstance, InstanceInfo, InstanceState
@@ -76,6 +78,17 @@ class FakeRegistry:
             if entry.name == name:
                 return entry
         raise EntryNotFoundError(f"no registry entry named {name!r}")
+
+    def file_list(self) -> list[RegistryFile]:
+        return [
+            RegistryFile(
+                filename=name,
+                size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                executable=name in self.executables,
+            )
+            for name, data in sorted(self.files.items())
+        ]
 
     def read_file(self, filename: str) -> bytes:
         self._check(filename)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from ..registry import Entry
+from ..registry_files import RegistryFile
 from .body import RAW_BODY, read_limited
 from .deps import SupervisorAPI, get_supervisor
 from .schemas import UploadResult
@@ -29,6 +30,13 @@ _BYTES = {200: {"content": {"application/octet-stream": {}}, "description": "The
 def list_entries(sup: Sup) -> list[Entry]:
     """Every entry of the registry, valid or not (an invalid one says why in ``error``)."""
     return sup.registry.entries()
+
+
+@router.get("/files")
+def list_files(sup: Sup) -> list[RegistryFile]:
+    """Every registry file with its size and SHA-256 (a cluster manager copies only what
+    differs)."""
+    return sup.registry.file_list()
 
 
 @router.get("/files/{filename:path}", response_class=Response, responses=_BYTES)

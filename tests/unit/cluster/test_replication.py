@@ -57,3 +57,36 @@ def test_backgrounds_reach_the_nodes_and_a_node_coming_up(in_cluster: Run) -> No
         assert late.backgrounds.ids() == [first]
 
     in_cluster(scenario)
+
+
+def test_a_node_coming_back_gets_only_the_registry_files_it_lacks_or_has_otherwise(
+    in_cluster: Run,
+) -> None:
+    """Files compared by SHA-256 and execute bit: a node that kept its registry gets only
+    the one that changed meanwhile, not the whole registry again."""
+
+    async def scenario(c: Any) -> None:
+        registry = c.manager.settings.registry
+        await c.check()
+        before = dict(c.node("a").registry.files)
+        assert set(before) == {p.name for p in registry.iterdir() if p.is_file()}
+        back = c.restart("a")
+        written: list[str] = []
+        write = back.registry.write_file
+
+        def counting(filename: str, data: bytes, *, executable: bool = False) -> Any:
+            written.append(filename)
+            return write(filename, data, executable=executable)
+
+        back.registry.write_file = counting  # type: ignore[method-assign]
+        (registry / "cam2.json").write_text('{"builtin": "camera_simulation", "args": ["-v"]}')
+        c.network.unreachable.add("a")
+        for _ in range(c.manager.rules.health.down_after):
+            await c.check("a")
+        c.network.unreachable.clear()
+        await c.check("a")
+        assert c.manager.nodes["a"].status == "up"
+        assert written == ["cam2.json"]
+        assert back.registry.files["cam2.json"] == (registry / "cam2.json").read_bytes()
+
+    in_cluster(scenario)

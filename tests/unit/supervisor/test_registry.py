@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -456,3 +457,17 @@ def test_watch_survives_a_failing_callback(root: Path, registry: Registry):
         )
     assert any("second" in c.added for c in seen)
     assert "registry_on_change_failed" in [e["event"] for e in logs]
+
+
+def test_the_file_list_gives_each_files_digest_and_execute_bit(root: Path) -> None:
+    """What a cluster manager compares: plain files only, hidden ones and caches left out."""
+    put(root, "cam.json", {"builtin": "camera_simulation"})
+    put(root, "run.sh", "#!/bin/sh\nexit 0\n", executable=True)
+    put(root, ".hidden", "x")
+    (root / "__pycache__").mkdir()
+    files = {f.filename: f for f in Registry(root).file_list()}
+    assert set(files) == {"cam.json", "run.sh"}
+    data = (root / "run.sh").read_bytes()
+    assert files["run.sh"].sha256 == hashlib.sha256(data).hexdigest()
+    assert (files["run.sh"].executable, files["cam.json"].executable) == (True, False)
+    assert files["run.sh"].size == len(data)
