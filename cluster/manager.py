@@ -24,7 +24,6 @@ from typing import Any
 import structlog
 
 from supervisor import __version__
-from supervisor.atomicfile import write_atomic
 from supervisor.backgrounds import BackgroundInfo, BackgroundStore
 from supervisor.errors import (
     ConflictError,
@@ -34,16 +33,17 @@ from supervisor.errors import (
 from supervisor.logring import LogEntry
 from supervisor.preview import Preview
 from supervisor.registry import Registry, RegistryChanges
-from supervisor.specs import InputSpec, OutputSpec
 from supervisor.views import ConfigResult, CreateInstance, InstanceInfo, InstanceState
 
-from .config import ClusterConfig, NodeConfig
+from .config import ClusterConfig
 from .health import HealthMonitor
 from .ledger import Ledger, Placement
 from .logrelay import LogRelay
-from .nodes import NodeState, NodeStatus
+from .nodes import NodeState, NodeStatus, merged_resources
 from .placement import Decision, PlacementRequest, place
+from .pool import NodePool
 from .replication import Replicator
+from .rewrite import node_request
 from .settings import ManagerSettings
 
 __all__ = ["ClusterManager"]
@@ -62,9 +62,8 @@ class ClusterManager:
         assert settings.state_dir is not None
         self.backgrounds = BackgroundStore(settings.backgrounds, settings.max_upload_bytes)
         self.started_at = time.time()
-        self.nodes: dict[str, NodeState] = {
-            n.name: NodeState(n, settings.token) for n in rules.nodes
-        }
+        self.pool = NodePool(rules.nodes, settings.token, settings.state_dir / "nodes.json")
+        self.nodes = self.pool.nodes
         self.ledger = Ledger(settings.state_dir / "placements.json")
         self._lock = asyncio.Lock()  # one placement decision at a time
         self._json: bytes | None = None  # the merged instance list, rendered once per change
@@ -86,7 +85,7 @@ class ClusterManager:
         self.settings.registry.mkdir(parents=True, exist_ok=True)
         self.registry.scan()
         self.ledger.load()
-        await self._load_registered()
+        await self.pool.load()
         self.new_permanents = {e.name for e in self.registry.entries()}
         self.relay.start()
         self._tasks = [
@@ -109,8 +108,7 @@ class ClusterManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.relay.close()
-        for node in self.nodes.values():
-            await node.close()
+        await self.pool.close()
         log.info("manager_stopped")
 
     def _on_registry_change(self, changes: RegistryChanges) -> None:
@@ -123,76 +121,17 @@ class ClusterManager:
     # -- nodes -------------------------------------------------------------------------------
 
     async def register_node(self, name: str, url: str) -> NodeState:
-        """A node announced itself: known by name (its rules apply) or a new generic node."""
-        node = self.nodes.get(name)
-        known_url = node.url if node is not None else None
-        if node is None:
-            # Listed under another name at this URL (servers.json names nodes host-port).
-            node = next((n for n in self.nodes.values() if n.url == url.rstrip("/")), None)
-        if node is None:
-            node = NodeState(NodeConfig(name=name, url=url), self.settings.token)
-            self.nodes[name] = node
-            log.info("node_added", node=name, url=url)
-        elif node.url != url.rstrip("/"):
-            log.info("node_url_changed", node=name, old=node.url, url=url)
-        await node.set_url(url)
-        if not node.registered:
-            node.registered = True
-            self._save_registered()
-        elif known_url != node.url:
-            self._save_registered()
-        if node.status is NodeStatus.UNKNOWN and node.reason == "waits for its registration":
-            node.reason = "registered, not checked yet"
-        return node
-
-    def _save_registered(self) -> None:
-        """Nodes that registered themselves, so a restarted manager knows them at once."""
-        assert self.settings.state_dir is not None
-        known = {n.name: n.url for n in self.nodes.values() if n.registered and n.url}
-        path = self.settings.state_dir / "nodes.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps(known, indent=1).encode(), temp_prefix=".nodes-")
-
-    async def _load_registered(self) -> None:
-        assert self.settings.state_dir is not None
-        path = self.settings.state_dir / "nodes.json"
-        try:
-            known = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return
-        for name, url in known.items() if isinstance(known, dict) else ():
-            node = self.nodes.get(name)
-            if node is None:
-                try:
-                    node = NodeState(NodeConfig(name=name, url=url), self.settings.token)
-                except ValueError:
-                    continue
-                self.nodes[name] = node
-            elif node.url is None and isinstance(url, str):
-                await node.set_url(url)
-            node.registered = True
-            if node.reason == "waits for its registration":
-                node.reason = "registered before the manager restarted, not checked yet"
+        """A node announced itself (``POST /api/v1/cluster/nodes``)."""
+        return await self.pool.register(name, url)
 
     async def set_rules(self, rules: ClusterConfig) -> None:
         """New rules, in force at once: nodes added, changed or (if unused) forgotten."""
-        for config in rules.nodes:
-            node = self.nodes.get(config.name)
-            if node is None:
-                self.nodes[config.name] = NodeState(config, self.settings.token)
-            else:
-                await node.reconfigure(config, self.settings.token)
-        listed = {n.name for n in rules.nodes}
-        for name in list(self.nodes):
-            node = self.nodes[name]
-            if name not in listed and not node.registered:
-                await node.close()
-                del self.nodes[name]
+        await self.pool.apply(rules.nodes)
         self.rules = rules
         self.changed()
 
     def up_nodes(self) -> list[NodeState]:
-        return [n for n in self.nodes.values() if n.up]
+        return self.pool.up()
 
     def changed(self) -> None:
         """Something shown in the instance list changed: render it again when asked."""
@@ -261,36 +200,7 @@ class ClusterManager:
         instances = self._merged()
         for info in instances:
             states[str(info.get("state"))] = states.get(str(info.get("state")), 0) + 1
-        samples = [n.info.get("resources") for n in self.up_nodes()]
-        samples = [s for s in samples if s]
-        resources = None
-        if samples:
-            cpus = sum(s["cpu_count"] for s in samples)
-            resources = {
-                "sampled_at": min(s["sampled_at"] for s in samples),
-                "cpu_percent": sum(s["cpu_percent"] * s["cpu_count"] for s in samples) / cpus,
-                "cpu_count": cpus,
-                "load": [sum(s["load"][i] for s in samples) for i in range(3)],
-                "memory_total": sum(s["memory_total"] for s in samples),
-                "memory_available": sum(s["memory_available"] for s in samples),
-                "memory_percent": 100.0
-                * (
-                    1
-                    - sum(s["memory_available"] for s in samples)
-                    / max(1, sum(s["memory_total"] for s in samples))
-                ),
-                **{
-                    key: sum(s.get(key, 0) for s in samples)
-                    for key in (
-                        "link_rx_bytes_per_s",
-                        "link_tx_bytes_per_s",
-                        "net_rx_bytes_per_s",
-                        "net_tx_bytes_per_s",
-                        "net_rx_bytes",
-                        "net_tx_bytes",
-                    )
-                },
-            }
+        resources = merged_resources(self.up_nodes())
         counts = {str(s): 0 for s in NodeStatus}
         for node in self.nodes.values():
             counts[str(node.status)] += 1
@@ -458,47 +368,13 @@ class ClusterManager:
 
     def _node_request(self, req: CreateInstance, decision: Decision, node: str) -> CreateInstance:
         """The request the node gets: a pin's port, and inputs from other nodes as URLs."""
-        update: dict[str, Any] = {}
-        if decision.port is not None:
-            entry = self.registry.get(req.entry)
-            base = req.output or (entry.spec.output if entry.spec is not None else OutputSpec())
-            update["output"] = base.model_copy(update={"port": decision.port})
-        inputs = req.input
-        merges = req.merge
-        if inputs is None or merges is None:
-            entry = self.registry.get(req.entry)
-            if entry.spec is not None:
-                inputs = inputs if inputs is not None else entry.spec.input
-                merges = merges if merges is not None else entry.spec.merge
-        if inputs is not None:
-            rewritten = self._remote_inputs(inputs, node)
-            if rewritten != inputs:
-                update["input"] = rewritten
-        if merges:
-            rewritten_merges = self._remote_inputs(list(merges), node)
-            if rewritten_merges != list(merges):
-                update["merge"] = rewritten_merges
-        return req.model_copy(update=update) if update else req
+        return node_request(req, self.registry.get(req.entry), node, decision.port, self._where)
 
-    def _remote_inputs(self, inputs: Any, node: str) -> Any:
-        if isinstance(inputs, list):
-            return [self._remote_input(i, node) for i in inputs]
-        return self._remote_input(inputs, node)
-
-    def _remote_input(self, spec: InputSpec, node: str) -> InputSpec:
-        """A source on another node is read by its URL (the node cannot resolve its name)."""
-        source = spec.source
-        if source is None:
-            return spec
-        where = self.locations().get(source)
-        if where is None or where == node:
-            return spec
-        info = self.nodes[where].instances.get(source, {})
-        stream = info.get("stream")
-        if not stream:
-            return spec
-        mode = spec.mode or ("PULL" if info.get("output_mode") == "PUSH" else "SUB")
-        return InputSpec(url=stream, mode=mode)
+    def _where(self, name: str) -> tuple[str, dict[str, Any]] | None:
+        node = self.locations().get(name)
+        if node is None:
+            return None
+        return node, self.nodes[node].instances.get(name, {})
 
     async def request_stream(self, name: str) -> InstanceInfo:
         if name in self.locations():

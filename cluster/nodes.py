@@ -14,7 +14,7 @@ from .config import NodeConfig
 from .nodeclient import NodeClient
 from .placement import Candidate
 
-__all__ = ["NodeState", "NodeStatus", "NodeView"]
+__all__ = ["NodeState", "NodeStatus", "NodeView", "merged_resources"]
 
 
 class NodeStatus(StrEnum):
@@ -155,3 +155,33 @@ class NodeState:
             score=round(self.candidate().score, 4) if self.up else None,
             resources=self.info.get("resources"),
         )
+
+
+_SUMMED = (
+    "memory_total",
+    "memory_available",
+    "link_rx_bytes_per_s",
+    "link_tx_bytes_per_s",
+    "net_rx_bytes_per_s",
+    "net_tx_bytes_per_s",
+    "net_rx_bytes",
+    "net_tx_bytes",
+)
+
+
+def merged_resources(nodes: list[NodeState]) -> dict[str, Any] | None:
+    """The machines of ``nodes`` as one (``NodeResources``' keys): CPU weighted by cores,
+    memory, load and traffic summed; None before any node has a sample."""
+    samples = [n.info["resources"] for n in nodes if n.info.get("resources")]
+    if not samples:
+        return None
+    cpus = sum(s["cpu_count"] for s in samples)
+    merged = {key: sum(s.get(key, 0) for s in samples) for key in _SUMMED}
+    return {
+        **merged,
+        "sampled_at": min(s["sampled_at"] for s in samples),
+        "cpu_percent": sum(s["cpu_percent"] * s["cpu_count"] for s in samples) / cpus,
+        "cpu_count": cpus,
+        "load": [sum(s["load"][i] for s in samples) for i in range(3)],
+        "memory_percent": 100.0 * (1 - merged["memory_available"] / max(1, merged["memory_total"])),
+    }

@@ -23,7 +23,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/cluster", tags=["cluster"])
 
 
-def get_manager(request: Request) -> ClusterManager:
+async def get_manager(request: Request) -> ClusterManager:
     """The manager this app serves."""
     return request.app.state.supervisor
 

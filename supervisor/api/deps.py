@@ -69,12 +69,12 @@ class SupervisorAPI(Protocol):
     ) -> Preview: ...
 
 
-def get_supervisor(request: Request) -> SupervisorAPI:
+async def get_supervisor(request: Request) -> SupervisorAPI:
     """The node this app serves."""
     return request.app.state.supervisor
 
 
-def get_audit(request: Request) -> AuditLog:
+async def get_audit(request: Request) -> AuditLog:
     """The audit log of this app."""
     return request.app.state.audit
 
