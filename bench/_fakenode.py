@@ -10,6 +10,7 @@ sees its own decisions: a camera instance costs ``CAMERA_CPU`` % of the node's C
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -56,7 +57,8 @@ class FakeNode:
         self.instances: dict[str, dict[str, Any]] = {}
         self.requests: Counter[str] = Counter()
         self.bytes_out = 0  # bytes of answers' bodies
-        self.registry_files: set[str] = set()
+        # filename -> (sha256, executable), as GET /registry/files lists them
+        self.registry_files: dict[str, tuple[str, bool]] = {}
         self.backgrounds: set[str] = set()
         self.events: list[dict[str, Any]] | None = None  # the server's shared event list
         self.log_stream_url: str | None = None
@@ -301,12 +303,18 @@ class FakeNode:
             if f"{name}.json" not in self.registry_files:
                 raise HttpError(404, f"no instance or registry entry named {name!r}")
             return 200, self.create(CreateInstance(name=name, entry=name), on_demand=True)
+        if head == "registry" and n == 2 and parts[1] == "files" and method == "GET":
+            return 200, [
+                {"filename": f, "size": 0, "sha256": digest, "executable": executable}
+                for f, (digest, executable) in sorted(self.registry_files.items())
+            ]
         if head == "registry" and n == 3 and parts[1] == "files":
             if method == "PUT":
-                self.registry_files.add(parts[2])
+                executable = query.get("executable", ["false"])[0] == "true"
+                self.registry_files[parts[2]] = (hashlib.sha256(body).hexdigest(), executable)
                 return 200, {"filename": parts[2], "size": len(body), "entry": None}
             if method == "DELETE":
-                self.registry_files.discard(parts[2])
+                self.registry_files.pop(parts[2], None)
                 return 204, None
         if head == "backgrounds":
             if n == 1 and method == "GET":

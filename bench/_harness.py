@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 import psutil
@@ -146,6 +146,10 @@ def check_clean(ports: Iterable[int] = ()) -> str:
 class SupervisorServer:
     """A real ``pipevisor serve`` on loopback in its own session, with an API client."""
 
+    command: ClassVar[str] = "serve"
+    """The sub-command (``manager`` for a cluster manager, which takes the same options)."""
+    log_name: ClassVar[str] = "supervisor"
+
     registry: Path
     state_dir: Path
     port: int = field(default_factory=free_port)
@@ -161,12 +165,12 @@ class SupervisorServer:
 
     def start(self, timeout: float = 30.0) -> SupervisorServer:
         self.registry.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.state_dir.parent / f"supervisor-{self.port}.log"
+        self.log_path = self.state_dir.parent / f"{self.log_name}-{self.port}.log"
         head = [PYTHON, "-m", "supervisor.cli"]
-        self.launcher = "python -m supervisor.cli serve"
+        self.launcher = f"python -m supervisor.cli {self.command}"
         args = [
             *head,
-            "serve",
+            self.command,
             "--registry",
             str(self.registry),
             "--state-dir",
@@ -190,14 +194,14 @@ class SupervisorServer:
             assert self.client is not None
             if self.proc.poll() is not None:
                 raise SystemExit(
-                    f"supervisor exited {self.proc.returncode}:\n{self.logs()[-3000:]}"
+                    f"{self.log_name} exited {self.proc.returncode}:\n{self.logs()[-3000:]}"
                 )
             return self.client.get("/health").status_code == 200
 
         try:
             wait_for(healthy, timeout=timeout, what="GET /api/v1/health")
         except RuntimeError as exc:
-            raise SystemExit(f"{exc}\nsupervisor log:\n{self.logs()[-3000:]}") from None
+            raise SystemExit(f"{exc}\n{self.log_name} log:\n{self.logs()[-3000:]}") from None
         return self
 
     def logs(self) -> str:
@@ -227,7 +231,7 @@ class SupervisorServer:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 print(
-                    f"warning: supervisor did not stop within {timeout} s; killing it",
+                    f"warning: {self.log_name} did not stop within {timeout} s; killing it",
                     file=sys.stderr,
                 )
         leftovers = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

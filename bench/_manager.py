@@ -9,15 +9,12 @@ entry that the benchmarks create reading them.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import httpx
 import psutil
-from _harness import PYTHON, ROOT, free_port, kill_tree, wait_for
+from _harness import SupervisorServer
 
 __all__ = [
     "BEAMLINES",
@@ -116,90 +113,28 @@ def cluster_rules(urls: dict[str, str], cams: list[str]) -> dict[str, Any]:
 
 
 @dataclass
-class ManagerServer:
+class ManagerServer(SupervisorServer):
     """A real ``pipevisor manager`` on loopback in its own session, with an API client."""
 
-    registry: Path
-    state_dir: Path
+    command: ClassVar[str] = "manager"
+    log_name: ClassVar[str] = "manager"
     config: Path | None = None
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-    client: httpx.Client | None = None
-    log_path: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/v1"
 
     def start(self, timeout: float = 30.0) -> ManagerServer:
-        self.log_path = self.state_dir.parent / f"manager-{self.port}.log"
-        args = [
-            PYTHON,
-            "-m",
-            "supervisor.cli",
-            "manager",
-            "--registry",
-            str(self.registry),
-            "--state-dir",
-            str(self.state_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--log-format",
-            "json",
-        ]
-        if self.config is not None:
-            args += ["--config", str(self.config)]
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
-            )
-        self.client = httpx.Client(base_url=self.url, timeout=30.0)
-
-        def healthy() -> bool:
-            assert self.proc is not None
-            assert self.client is not None
-            if self.proc.poll() is not None:
-                raise SystemExit(f"manager exited {self.proc.returncode}:\n{self.logs()[-3000:]}")
-            return self.client.get("/health").status_code == 200
-
-        try:
-            wait_for(healthy, timeout=timeout, what="the manager's GET /api/v1/health")
-        except RuntimeError as exc:
-            raise SystemExit(f"{exc}\nmanager log:\n{self.logs()[-3000:]}") from None
+        if self.config is not None and "--config" not in self.extra_args:
+            self.extra_args = [*self.extra_args, "--config", str(self.config)]
+        super().start(timeout)
         return self
+
+    @property
+    def base(self) -> str:
+        """The URL nodes register with (``--manager``)."""
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def ps(self) -> psutil.Process:
         assert self.proc is not None
         return psutil.Process(self.proc.pid)
 
-    def logs(self) -> str:
-        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
-
-    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        assert self.client is not None
-        response = self.client.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
-        return response
-
     def nodes(self) -> dict[str, dict[str, Any]]:
         return {n["name"]: n for n in self.api("GET", "/cluster/nodes").json()}
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM (the manager stops checking; nodes keep their instances), then SIGKILL."""
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                print(f"warning: manager did not stop within {timeout} s; killing it")
-        kill_tree([self.proc])
-        self.proc.wait()

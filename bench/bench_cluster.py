@@ -112,7 +112,9 @@ def main() -> None:
             rules = cluster_rules({n: fake.url(n) for n in members}, cams)
             (work / "rules.json").write_text(json.dumps(rules))
             write_registry(work / "registry", cams)
-            mgr = ManagerServer(work / "registry", work / "state", work / "rules.json").start()
+            mgr = ManagerServer(
+                work / "registry", work / "state", config=work / "rules.json"
+            ).start()
             ports.append(mgr.port)
             wait_for(
                 lambda: all(v["status"] == "up" for v in mgr.nodes().values()),

@@ -24,18 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import statistics
-import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
-from _harness import PYTHON, ROOT, SupervisorServer, check_clean, free_port, kill_tree, wait_for
+from _harness import SupervisorServer, check_clean, kill_tree, wait_for
+from _manager import ManagerServer
 
 POLL = 0.05
 PORTS = {"n1": (13900, 13929), "n2": (13930, 13959), "n3": (13960, 13989)}
@@ -44,67 +41,6 @@ CAMERA = {
     "parameters": {"width": 64, "height": 48, "rate": 10},
 }
 RULES = {"colocate_max_cpu": 100}
-
-
-@dataclass
-class Manager:
-    """A real ``pipevisor manager`` in its own session, with an API client."""
-
-    registry: Path
-    state_dir: Path
-    config: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-    client: httpx.Client | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Manager:
-        args = [
-            PYTHON,
-            "-m",
-            "supervisor.cli",
-            "manager",
-            "--registry",
-            str(self.registry),
-            "--state-dir",
-            str(self.state_dir),
-            "--config",
-            str(self.config),
-            "--port",
-            str(self.port),
-            "--log-format",
-            "json",
-        ]
-        with open(self.state_dir.parent / "manager.log", "wb") as out:
-            self.proc = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
-            )
-        self.client = httpx.Client(base_url=self.url + "/api/v1", timeout=30.0)
-        wait_for(lambda: self.api("GET", "/health"), timeout=30, what="manager health")
-        return self
-
-    def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        assert self.client is not None
-        response = self.client.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
-        return response.json() if response.content else None
-
-    def nodes(self) -> dict[str, dict[str, Any]]:
-        return {n["name"]: n for n in self.api("GET", "/cluster/nodes")}
-
-    def stop(self) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                kill_tree([self.proc])
 
 
 class Cluster:
@@ -119,7 +55,7 @@ class Cluster:
         (registry / "relay.json").write_text(json.dumps({"builtin": "passthrough"}))
         config = work / "manager" / "rules.json"
         config.write_text(json.dumps(RULES))
-        self.manager = Manager(registry, work / "manager" / "state", config)
+        self.manager = ManagerServer(registry, work / "manager" / "state", config=config)
         self.nodes: dict[str, SupervisorServer] = {}
         self.killed: list[psutil.Process] = []
 
@@ -139,7 +75,7 @@ class Cluster:
                 "--port-range",
                 f"{first}:{last}",
                 "--manager",
-                self.manager.url,
+                self.manager.base,
                 "--node-name",
                 name,
             ],
@@ -253,7 +189,7 @@ def one_round(cluster: Cluster, round_no: int, pipelines: int) -> dict[str, Any]
         what=f"the set running off {victim}",
     )
     running_at = time.time()
-    placements = {n: manager.api("GET", f"/cluster/placements/{n}") for n in names}
+    placements = {n: manager.api("GET", f"/cluster/placements/{n}").json() for n in names}
     for name, placement in placements.items():
         if placement["moved_from"] != victim or placement["node"] != moved[name]:
             raise SystemExit(f"round {round_no}: unexpected placement of {name}: {placement}")

@@ -415,7 +415,9 @@ def main() -> None:
             (work / "rules.json").write_text(json.dumps(rules, indent=1))
             write_registry(work / "registry", cams)
             t0 = time.monotonic()
-            mgr = ManagerServer(work / "registry", work / "state", work / "rules.json").start()
+            mgr = ManagerServer(
+                work / "registry", work / "state", config=work / "rules.json"
+            ).start()
             ports.append(mgr.port)
             wait_for(
                 lambda: all(v["status"] == "up" for v in mgr.nodes().values()),

@@ -143,10 +143,11 @@ class Replicator:
         has otherwise (by SHA-256) and the backgrounds it lacks. Raises if it cannot be done."""
         assert node.client is not None
         ours = await asyncio.to_thread(registry_files.list_files, self._registry_root())
-        theirs = {
-            f["filename"]: (f["sha256"], f["executable"])
-            for f in await node.client.json("GET", "/registry/files") or []
-        }
+        try:
+            listed = await node.client.json("GET", "/registry/files") or []
+        except NotFoundError:
+            listed = []  # a node of a version without the listing: it gets every file
+        theirs = {f["filename"]: (f["sha256"], f["executable"]) for f in listed}
         stale = [f.filename for f in ours if theirs.get(f.filename) != (f.sha256, f.executable)]
         present = {b["id"] for b in await node.client.json("GET", "/backgrounds") or []}
         backgrounds = await asyncio.to_thread(_background_files, self._backgrounds_root())

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import httpx
 import psutil
 import zmq
 
@@ -32,81 +29,20 @@ POLL = 0.1
 
 
 @dataclass
-class ManagerProcess:
+class ManagerProcess(SupervisorProcess):
     """A real ``pipevisor manager`` on loopback, with a client for its API."""
 
-    registry: Path
-    state_dir: Path
-    port: int = field(default_factory=free_port)
+    command: ClassVar[str] = "manager"
+    log_name: ClassVar[str] = "manager"
     config: Path | None = None
-    token: str | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    client: httpx.Client | None = None
-    log_path: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> ManagerProcess:
-        self.log_path = self.state_dir.parent / f"manager-{self.port}.log"
-        args = [
-            sys.executable,
-            "-m",
-            "supervisor.cli",
-            "manager",
-            "--registry",
-            str(self.registry),
-            "--state-dir",
-            str(self.state_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--log-format",
-            "json",
-        ]
-        if self.config is not None:
-            args += ["--config", str(self.config)]
-        if self.token is not None:
-            args += ["--token", self.token]
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        self.client = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=15.0)
-
-        def healthy() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(
-                    f"manager exited {self.proc.returncode}: {self.logs()[-3000:]}"
-                )
-            return self.api("GET", "/health").status_code == 200
-
-        wait_for(healthy, timeout=timeout, interval=POLL, what="manager health")
+        if self.config is not None and "--config" not in self.extra_args:
+            self.extra_args = [*self.extra_args, "--config", str(self.config)]
+        super().start(timeout)
         return self
 
-    def logs(self) -> str:
-        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM, wait; SIGKILL if it hangs (and fail: it should not)."""
-        if self.client is not None:
-            self.client.close()
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"manager did not stop within {timeout} s") from None
-
     # -- API shortcuts ---------------------------------------------------------------------
-
-    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        assert self.client is not None
-        return self.client.request(method, path, **kwargs)
 
     def ok(self, method: str, path: str, **kwargs: Any) -> Any:
         """The JSON of a successful answer; anything else fails with the manager's words."""

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 import psutil
@@ -85,6 +85,10 @@ def free_port() -> int:
 class SupervisorProcess:
     """A real ``pipevisor serve`` on loopback, with a client for its API."""
 
+    command: ClassVar[str] = "serve"
+    """The sub-command (a cluster manager is ``manager``, with the same options)."""
+    log_name: ClassVar[str] = "supervisor"
+
     registry: Path
     state_dir: Path
     port: int = field(default_factory=free_port)
@@ -99,12 +103,12 @@ class SupervisorProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> SupervisorProcess:
-        self.log_path = self.state_dir.parent / f"supervisor-{self.port}.log"
+        self.log_path = self.state_dir.parent / f"{self.log_name}-{self.port}.log"
         args = [
             sys.executable,
             "-m",
             "supervisor.cli",
-            "serve",
+            self.command,
             "--registry",
             str(self.registry),
             "--state-dir",
@@ -128,11 +132,11 @@ class SupervisorProcess:
         def healthy() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(
-                    f"supervisor exited {self.proc.returncode}: {self.logs()[-3000:]}"
+                    f"{self.log_name} exited {self.proc.returncode}: {self.logs()[-3000:]}"
                 )
             return self.client.get("/health").status_code == 200  # type: ignore[union-attr]
 
-        wait_for(healthy, timeout=timeout, what="supervisor health")
+        wait_for(healthy, timeout=timeout, what=f"{self.log_name} health")
         return self
 
     def logs(self) -> str:
@@ -162,7 +166,7 @@ class SupervisorProcess:
                     child.kill()
                 except psutil.NoSuchProcess:
                     pass
-            raise AssertionError(f"supervisor did not stop within {timeout} s") from None
+            raise AssertionError(f"{self.log_name} did not stop within {timeout} s") from None
 
     # -- API shortcuts ---------------------------------------------------------------------
 
