@@ -55,6 +55,16 @@ class SocketMode(StrEnum):
     PULL = "PULL"
 
 
+def _socket_mode(env: Mapping[str, str], var: EnvVar, default: SocketMode) -> SocketMode:
+    """The SocketMode a variable names (``default`` when unset or empty); the error names it."""
+    raw = env.get(var) or default
+    try:
+        return SocketMode(raw)
+    except ValueError:
+        modes = ", ".join(SocketMode)
+        raise ValueError(f"{var} is {raw!r}, not one of {modes}") from None
+
+
 class ExtraInput(StrictModel):
     """One more input stream (of ``merge`` or ``gather``)."""
 
@@ -132,11 +142,11 @@ class ContractEnv(StrictModel):
             run=int(env.get(EnvVar.RUN, "0")),
             config=config,
             data_url=env.get(EnvVar.DATA_URL) or None,
-            data_mode=env.get(EnvVar.DATA_MODE) or SocketMode.SUB,
+            data_mode=_socket_mode(env, EnvVar.DATA_MODE, SocketMode.SUB),
             merge=extra[EnvVar.MERGE],
             gather=extra[EnvVar.GATHER],
             output_url=env.get(EnvVar.OUTPUT_URL) or None,
-            output_mode=env.get(EnvVar.OUTPUT_MODE) or SocketMode.PUB,
+            output_mode=_socket_mode(env, EnvVar.OUTPUT_MODE, SocketMode.PUB),
             config_url=env.get(EnvVar.CONFIG_URL) or None,
             log_url=env.get(EnvVar.LOG_URL) or None,
             status_interval=float(env.get(EnvVar.STATUS_INTERVAL, "1.0")),

@@ -184,10 +184,13 @@ def _loads(frame: bytes | str) -> Any:
     try:
         return json.loads(frame)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise MessageError(f"not a JSON message: {exc}: {bytes(frame)[:120]!r}") from exc
+        # Sliced, not bytes(frame): bytes() of a str raises TypeError instead of this error.
+        raise MessageError(f"not a JSON message: {exc}: {frame[:120]!r}") from exc
 
 
-def parse_program_message(frame: bytes | str) -> Hello | Ready | ConfigAck | ConfigError | Status:
+def parse_program_message(
+    frame: bytes | str,
+) -> Hello | Ready | ConfigAck | ConfigError | Status | Report:
     """Decode a CONFIG frame sent by a program. Raises MessageError."""
     try:
         return _program_adapter.validate_python(_loads(frame))

@@ -60,7 +60,7 @@ class ProgramChannels:
     def __init__(
         self,
         env: ContractEnv,
-        context: zmq.Context,
+        context: zmq.Context[zmq.Socket[bytes]],
         *,
         program: str = "",
         log_hwm: int = _LOG_HWM,
@@ -73,8 +73,8 @@ class ProgramChannels:
         """CONFIG messages (status, acks) dropped because the channel was full."""
         self._log_lock = threading.Lock()
         self._pending: list[ConfigUpdate] = []
-        self._config: zmq.Socket | None = None
-        self._log: zmq.Socket | None = None
+        self._config: zmq.Socket[bytes] | None = None
+        self._log: zmq.Socket[bytes] | None = None
         if env.config_url:
             self._config = context.socket(zmq.DEALER)
             self._config.setsockopt(zmq.LINGER, _LINGER_MS)
@@ -88,7 +88,7 @@ class ProgramChannels:
             self._log.connect(env.log_url)
 
     @property
-    def config_socket(self) -> zmq.Socket | None:
+    def config_socket(self) -> zmq.Socket[bytes] | None:
         """The CONFIG socket, to put in a poller (readable: call :meth:`poll_config`)."""
         return self._config
 

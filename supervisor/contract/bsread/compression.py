@@ -48,14 +48,16 @@ def bitshuffle_compress(arr: np.ndarray) -> bytes:
     header = _HEADER.pack(arr.nbytes, block * itemsize)
     if arr.size == 0:
         return header
-    return header + bitshuffle.compress_lz4(arr.reshape(-1), block).tobytes()
+    compressed: np.ndarray = bitshuffle.compress_lz4(arr.reshape(-1), block)
+    return header + compressed.tobytes()
 
 
 def read_bitshuffle_nbytes(frame: bytes | memoryview) -> int:
     """Return the uncompressed byte count of a bitshuffle_lz4 frame (0 means an empty value)."""
     if len(frame) < _HEADER_SIZE:
         raise ValueError(f"bitshuffle_lz4 frame of {len(frame)} bytes is shorter than its header")
-    return _HEADER.unpack_from(frame)[0]
+    nbytes: int = _HEADER.unpack_from(frame)[0]
+    return nbytes
 
 
 def bitshuffle_decompress(frame: bytes | memoryview, dtype: np.dtype) -> np.ndarray:
@@ -81,9 +83,10 @@ def bitshuffle_decompress(frame: bytes | memoryview, dtype: np.dtype) -> np.ndar
     _check_stream(frame, count, block, itemsize)
     stream = np.frombuffer(frame, dtype=np.uint8, offset=_HEADER_SIZE)
     try:
-        return bitshuffle.decompress_lz4(stream, (count,), dtype, block)
+        values: np.ndarray = bitshuffle.decompress_lz4(stream, (count,), dtype, block)
     except RuntimeError as exc:
         raise ValueError(f"bitshuffle_lz4 decompression failed: {exc}") from exc
+    return values
 
 
 def _check_stream(frame: bytes | memoryview, count: int, block: int, itemsize: int) -> None:
@@ -126,7 +129,7 @@ def lz4_decompress(frame: bytes | memoryview, expected: int | None) -> bytes:
         if size > _MAX_RATIO * len(payload) + 16:
             continue
         try:
-            out = _lz4_block.decompress(payload, uncompressed_size=size)
+            out: bytes = _lz4_block.decompress(payload, uncompressed_size=size)
         except _lz4_block.LZ4BlockError as exc:
             errors.append(str(exc))
             continue

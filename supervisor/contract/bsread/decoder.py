@@ -124,7 +124,7 @@ def _as_buffer(frame: Frame) -> Buffer:
         return frame
     if isinstance(frame, zmq.Frame):
         return frame.buffer
-    view = memoryview(frame)  # type: ignore[arg-type]
+    view = memoryview(frame)
     return view if view.ndim == 1 and view.itemsize == 1 else view.cast("B")
 
 
@@ -167,7 +167,7 @@ def _decode_timestamp(
 ) -> tuple[int, int] | None:
     size = len(buffer)
     if size == _TIMESTAMP_SIZE:
-        return plan.timestamp.unpack(buffer)  # type: ignore[return-value]
+        return plan.timestamp.unpack(buffer)
     if size == 0:
         return None
     return global_timestamp

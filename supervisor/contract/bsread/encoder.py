@@ -141,9 +141,13 @@ class Encoder:
                 self._known[name] = known
             return known, None
         array = _as_array(name, value, None)
-        type_name = STRING if isinstance(array, str) else type_for_dtype(array.dtype)
-        if type_name is None:
-            raise ValueError(f"channel {name!r}: bsread cannot carry dtype {array.dtype}")
+        if isinstance(array, str):
+            type_name = STRING
+        else:
+            carried = type_for_dtype(array.dtype)
+            if carried is None:
+                raise ValueError(f"channel {name!r}: bsread cannot carry dtype {array.dtype}")
+            type_name = carried
         shape = (1,) if isinstance(array, str) or array.ndim == 0 else array.shape
         known = self._known.get(name)
         if (
@@ -211,7 +215,7 @@ def _serialize(channel: Channel, value: np.ndarray | str) -> bytes | memoryview 
     if value.dtype != target or not value.flags.c_contiguous:
         value = np.ascontiguousarray(value, dtype=target)  # the one copy: cast, swap or gather
     if channel.compression == "none":
-        return memoryview(value.reshape(-1).view(np.uint8))
+        return value.reshape(-1).view(np.uint8).data  # a memoryview of the bytes, no copy
     return bitshuffle_compress(value)
 
 

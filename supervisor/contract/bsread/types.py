@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 
@@ -40,7 +40,7 @@ BSREAD_TYPES: Final = MappingProxyType(
 ENCODINGS: Final = ("little", "big")
 COMPRESSIONS: Final = ("none", "bitshuffle_lz4", "lz4")
 
-_BYTE_ORDER: Final = {"little": "<", "big": ">"}
+_BYTE_ORDER: Final[dict[str, Literal["<", ">"]]] = {"little": "<", "big": ">"}
 
 # (kind, itemsize) -> bsread type; byte order is the encoder's business, not the type's.
 _TYPE_OF_DTYPE: Final = {

@@ -55,6 +55,20 @@ def test_missing_instance_variable_is_a_clear_error():
         ContractEnv.from_environ({})
 
 
+def test_bad_socket_mode_variable_names_the_variable():
+    """An unknown DATA or OUTPUT mode names the variable and the modes there are."""
+    with pytest.raises(ValueError, match=r"PIPEVISOR_DATA_MODE is 'SUBB', not one of PUB, PUSH"):
+        ContractEnv.from_environ({EnvVar.INSTANCE: "x", EnvVar.DATA_MODE: "SUBB"})
+    env = ContractEnv.from_environ({EnvVar.INSTANCE: "x", EnvVar.OUTPUT_MODE: "PUSH"})
+    assert (env.data_mode, env.output_mode) == (SocketMode.SUB, SocketMode.PUSH)
+
+
+def test_a_text_frame_that_is_not_json_is_a_message_error():
+    """A str frame is quoted in the error like a bytes frame (bytes() of a str would raise)."""
+    with pytest.raises(MessageError, match=r"not a JSON message.*'nope'"):
+        parse_program_message("nope")
+
+
 def test_program_messages_are_decoded_by_kind():
     """A frame decodes to the model of its kind."""
     hello = parse_program_message(dump_message(Hello(instance="a", run=1, pid=42)))
