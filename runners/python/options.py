@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from supervisor.contract import StrictModel
 
@@ -21,10 +21,7 @@ class RunnerOptions(StrictModel):
     """Options the runner reads from the config; every other key is the user's."""
 
     # Attribute docstrings are the field descriptions; pydantic is left to the contract.
-    model_config: ClassVar[dict[str, Any]] = {
-        **StrictModel.model_config,
-        "use_attribute_docstrings": True,
-    }
+    model_config = StrictModel.model_config | {"use_attribute_docstrings": True}
 
     abort_on_error: bool = False
     """False: log the traceback, count it in ``errors`` and go on. True: exit with code 2."""

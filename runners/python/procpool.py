@@ -186,7 +186,12 @@ class ProcessWorkers:
         return any(w.ready and len(w.in_flight) < _DEPTH for w in self._workers)
 
     def submit(
-        self, seq: int, pulse_id: int, timestamp: Any, data: dict[str, Any], parameters: dict
+        self,
+        seq: int,
+        pulse_id: int,
+        timestamp: Any,
+        data: dict[str, Any],
+        parameters: dict[str, Any],
     ) -> None:
         """Send one message to the least busy ready worker (call only when :meth:`has_room`)."""
         worker = min(

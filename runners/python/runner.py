@@ -55,7 +55,7 @@ class Runner:
     def __init__(
         self,
         env: ContractEnv,
-        context: zmq.Context,
+        context: zmq.Context[zmq.Socket[bytes]],
         channels: ProgramChannels,
         configurator: Configurator,
     ) -> None:
@@ -67,11 +67,11 @@ class Runner:
         self.options = configurator.options
         self.stats = Stats()
         self.stop_requested = False
-        self._data: zmq.Socket | None = None
+        self._data: zmq.Socket[bytes] | None = None
         # The entry's merged streams, or a fan-in's other inputs, after DATA.
-        self._extra_inputs: list[zmq.Socket] = []
+        self._extra_inputs: list[zmq.Socket[bytes]] = []
         self._aligner: PulseMerger | PulseGatherer | None = None
-        self._output: zmq.Socket | None = None
+        self._output: zmq.Socket[bytes] | None = None
         self._monitor: ClientMonitor | None = None
         self._parallel: Parallel | None = None  # worker threads or processes (``parallel``)
         self._abort: int | None = None  # the exit code when something between messages stops
@@ -190,7 +190,7 @@ class Runner:
         while not self.stop_requested:
             events = dict(self._poller.poll(0 if waiting else _POLL_MS))
             if data is not None and (waiting or data in events):
-                code = self._receive()
+                code = self._receive(data)
                 if code is not None:
                     return code
             self._between_messages(events)
@@ -216,7 +216,9 @@ class Runner:
             self._between_messages(events)
         return ExitCode.OK
 
-    def _take_into(self, merger: PulseMerger | PulseGatherer, index: int, sock: zmq.Socket) -> None:
+    def _take_into(
+        self, merger: PulseMerger | PulseGatherer, index: int, sock: zmq.Socket[bytes]
+    ) -> None:
         """Decode what ``sock`` holds (bounded) into the merger as stream ``index``."""
         stats = self.stats
         now = time.monotonic()
@@ -292,7 +294,7 @@ class Runner:
 
     # -- one message ------------------------------------------------------------------------
 
-    def _receive(self) -> int | None:
+    def _receive(self, data: zmq.Socket[bytes]) -> int | None:
         """Process the oldest waiting input message, after taking in what ZMQ holds.
 
         Messages are processed in order, so a moment's lag (a slow frame, the machine busy
@@ -300,7 +302,6 @@ class Runner:
         is slower than input and the oldest are dropped (counted), so latency stays bounded to
         about ``queue_size`` processing times. ZMQ alone could only drop the newest.
         """
-        data = self._data
         stats = self.stats
         waiting = self._waiting
         limit = self.options.queue_size
@@ -473,11 +474,12 @@ class Runner:
             old.output_header_compression,
         ):
             self._encoder = Encoder(new.output_compression, new.output_header_compression)
-        if self._data is not None and new.queue_size != old.queue_size:
+        url = self.env.data_url  # never None while there is a DATA socket
+        if self._data is not None and url is not None and new.queue_size != old.queue_size:
             # A new HWM only applies to new connections: reconnect (what is queued is stale).
             self._data.setsockopt(zmq.RCVHWM, new.queue_size)
-            self._data.disconnect(self.env.data_url)
-            self._data.connect(self.env.data_url)
+            self._data.disconnect(url)
+            self._data.connect(url)
         aligner = self._aligner  # new settings take effect from the next pulse
         if isinstance(aligner, PulseMerger):
             aligner.wait = new.merge_wait

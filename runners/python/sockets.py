@@ -12,7 +12,9 @@ __all__ = ["ClientMonitor", "bind_output", "connect_data"]
 _MONITORED = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 
 
-def connect_data(context: zmq.Context, url: str, mode: SocketMode, queue_size: int) -> zmq.Socket:
+def connect_data(
+    context: zmq.Context[zmq.Socket[bytes]], url: str, mode: SocketMode, queue_size: int
+) -> zmq.Socket[bytes]:
     """Connect the input: a SUB subscribed to everything, or a PULL.
 
     ``queue_size`` is the RCVHWM: ZMQ keeps at most that many messages for us besides the
@@ -30,8 +32,8 @@ def connect_data(context: zmq.Context, url: str, mode: SocketMode, queue_size: i
 
 
 def bind_output(
-    context: zmq.Context, url: str, mode: SocketMode, queue_size: int
-) -> tuple[zmq.Socket, ClientMonitor, str]:
+    context: zmq.Context[zmq.Socket[bytes]], url: str, mode: SocketMode, queue_size: int
+) -> tuple[zmq.Socket[bytes], ClientMonitor, str]:
     """Bind the output (PUB or PUSH) with its client monitor; returns the bound URL too.
 
     Raises:
@@ -59,7 +61,7 @@ class ClientMonitor:
     the listener closing forgets them all.
     """
 
-    def __init__(self, sock: zmq.Socket) -> None:
+    def __init__(self, sock: zmq.Socket[bytes]) -> None:
         self._sock = sock
         self.socket = sock.get_monitor_socket(_MONITORED)
         """The monitor's PAIR socket: put it in a poller and call :meth:`update` when readable."""

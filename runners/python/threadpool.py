@@ -59,7 +59,12 @@ class ThreadWorkers:
         return self.in_flight < self.limit
 
     def submit(
-        self, seq: int, pulse_id: int, timestamp: Any, data: dict[str, Any], parameters: dict
+        self,
+        seq: int,
+        pulse_id: int,
+        timestamp: Any,
+        data: dict[str, Any],
+        parameters: dict[str, Any],
     ) -> None:
         """Queue one message for the next free thread."""
         self.in_flight += 1

@@ -96,8 +96,9 @@ class RemoteTraceback(Exception):
 def describe_error(exc: BaseException) -> tuple[Any, ...]:
     """What travels of an exception: pickled if it round-trips, its names, its traceback."""
     text = "".join(traceback.format_exception(exc))
+    blob: bytes | None
     try:
-        blob: bytes | None = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
+        blob = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.loads(blob)  # noqa: S301 (ours) an exception with a custom __init__ may not come back
     except Exception:
         blob = None
@@ -112,7 +113,7 @@ def rebuild_error(
     blob: bytes | None, module: str, name: str, message: str, text: str
 ) -> BaseException:
     """The worker's exception in the runner, its traceback attached as its cause."""
-    exc: Any = None
+    exc: object = None
     if blob is not None:
         try:
             exc = pickle.loads(blob)  # noqa: S301 (from our worker, see recv_message)
