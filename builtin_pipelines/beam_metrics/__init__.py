@@ -115,10 +115,10 @@ def configure(parameters: dict[str, Any]) -> None:
 def _axis(axis: Any, size: int, name: str, what: str) -> np.ndarray:
     if axis is None:
         return np.arange(size, dtype=np.float32)  # what a camera without calibration sends
-    axis = np.asarray(axis)
-    if axis.shape != (size,):
-        raise ValueError(f"{name} has shape {axis.shape}, the image is {size} pixels {what}")
-    return axis
+    values = np.asarray(axis)
+    if values.shape != (size,):
+        raise ValueError(f"{name} has shape {values.shape}, the image is {size} pixels {what}")
+    return values
 
 
 def _select(result: dict[str, Any], settings: Settings) -> dict[str, Any]:

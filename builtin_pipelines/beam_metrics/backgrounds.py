@@ -52,15 +52,16 @@ def _invalid(background_id: str, why: str) -> BackgroundError:
 def _read(path: Path, background_id: str) -> np.ndarray:
     """Read one ``.npy`` file into a read-only uint16 array, or raise BackgroundError."""
     try:
-        data = np.load(path, allow_pickle=False)
+        loaded: object = np.load(path, allow_pickle=False)
     except ValueError as exc:  # an object array: numpy refuses to unpickle it
         raise _invalid(background_id, f"not a numeric 2-D array ({exc})") from exc
     except (OSError, EOFError) as exc:
         raise _invalid(background_id, f"cannot be read ({exc})") from exc
-    if not isinstance(data, np.ndarray):  # an .npz archive under a .npy name
-        if hasattr(data, "close"):
-            data.close()
+    if not isinstance(loaded, np.ndarray):  # an .npz archive under a .npy name
+        if hasattr(loaded, "close"):
+            loaded.close()
         raise _invalid(background_id, "not a numeric 2-D array (an .npz archive)")
+    data = loaded
     if data.ndim != 2 or data.dtype.kind not in "biuf":
         raise _invalid(
             background_id,

@@ -165,7 +165,7 @@ def _settled(
     limit_amplitude = _MAX_RELATIVE_ERROR * amplitude
     limit_sd = _MAX_RELATIVE_ERROR * sd  # nan-safe: every comparison with nan is False
     step = abs(float(x[-1]) - float(x[0])) / (x.shape[0] - 1)
-    return (
+    return bool(
         e_offset < limit_amplitude
         and e_amplitude < limit_amplitude
         and e_mean < limit_sd
@@ -174,7 +174,7 @@ def _settled(
     )
 
 
-def _model(x: np.ndarray, offset: Any, amplitude: Any, mean: Any, sd: Any) -> np.ndarray:
+def _model(x: np.ndarray, offset: float, amplitude: float, mean: float, sd: float) -> np.ndarray:
     return offset + amplitude * np.exp(-((x - mean) ** 2) / (2 * sd**2))
 
 
@@ -276,7 +276,7 @@ def linear_fit(x: Any, y: Any, native: Any = _native.DEFAULT) -> tuple[np.float6
     return np.float64(params[0]), np.float64(params[1])
 
 
-def _line(x: np.ndarray, slope: Any, offset: Any) -> np.ndarray:
+def _line(x: np.ndarray, slope: float, offset: float) -> np.ndarray:
     return slope * x + offset
 
 

@@ -79,10 +79,9 @@ def _is_int(value: object) -> bool:
 
 
 def _is_number(value: object) -> bool:
-    kind = type(value)
-    if kind is not int and kind is not float and (kind is bool or not isinstance(value, Real)):
-        return False
-    return math.isfinite(value)  # type: ignore[arg-type]
+    if type(value) is float or type(value) is int:  # the usual case, without the ABC's check
+        return math.isfinite(value)
+    return type(value) is not bool and isinstance(value, Real) and math.isfinite(value)
 
 
 def _bool(parameters: Mapping[str, Any], key: str, default: bool = False) -> bool:
@@ -149,8 +148,10 @@ def _background_mode(parameters: Mapping[str, Any]) -> BackgroundMode | None:
         return None
     if _is_bool(value):
         return "subtract"
-    if value in ("signed", "passive"):
-        return value
+    if value == "signed":
+        return "signed"
+    if value == "passive":
+        return "passive"
     raise ValueError(
         f'image_background_enable must be true, false, "signed" or "passive", got {value!r}'
     )

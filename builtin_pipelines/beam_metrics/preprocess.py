@@ -48,7 +48,7 @@ def bin_image(image: np.ndarray, bx: int, by: int, mean: bool) -> np.ndarray:
     """
     sy, sx = image.shape[0] // by * by, image.shape[1] // bx * bx
     blocks = image[:sy, :sx].reshape(sy // by, by, sx // bx, bx)
-    binned = blocks.mean(axis=(1, 3)) if mean else blocks.sum(axis=(1, 3))
+    binned: np.ndarray = blocks.mean(axis=(1, 3)) if mean else blocks.sum(axis=(1, 3))
     # CamServer clips only the sum; a mean of an integer image is in range anyway, and a float
     # image's negative mean would wrap around in the cast.
     np.clip(binned, 0, _UINT16_MAX, out=binned)
@@ -58,7 +58,8 @@ def bin_image(image: np.ndarray, bx: int, by: int, mean: bool) -> np.ndarray:
 def bin_axis(axis: np.ndarray, size: int, b: int, *, from_end: bool = False) -> np.ndarray:
     """Keep ``size`` values (the last ones if ``from_end``), block-average by ``b``, same dtype."""
     kept = axis[len(axis) - size :] if from_end else axis[:size]
-    return kept.reshape(size // b, b).mean(axis=1).astype(axis.dtype, copy=False)
+    means: np.ndarray = kept.reshape(size // b, b).mean(axis=1)
+    return means.astype(axis.dtype, copy=False)
 
 
 class Preprocessor:
@@ -164,7 +165,8 @@ class Preprocessor:
         # describes, and keep the last values of a flipped axis, which are those of the kept
         # pixels. (CamServer bins x_axis along the width and keeps the first values: with a
         # crop or a quarter turn of a non-square image, its axes end up off or it fails.)
-        turns = settings.rotation.quarter_turns % 4 if _ortho(settings) else 0
+        rotation = settings.rotation
+        turns = rotation.quarter_turns % 4 if rotation is not None and rotation.ortho else 0
         x_flipped = settings.mirror_x != (turns in (1, 2))
         y_flipped = settings.mirror_y != (turns in (2, 3))
         if turns % 2:
@@ -220,10 +222,6 @@ class Preprocessor:
         binned.flags.writeable = False
         self._binned = (background, bx, by, mean, binned)
         return binned
-
-
-def _ortho(settings: Settings) -> bool:
-    return settings.rotation is not None and settings.rotation.ortho
 
 
 def _size(image: np.ndarray) -> str:

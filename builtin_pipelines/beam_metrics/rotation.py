@@ -100,7 +100,7 @@ def parse_rotation(value: Any) -> Rotation | None:
     angle, order, mode = section["angle"], section["order"], section["mode"]
     if not _is_number(angle):
         raise ValueError(f"rotation angle must be a finite number, got {angle!r}")
-    if not isinstance(order, Integral) or isinstance(order, bool) or not 0 <= order <= 5:
+    if not isinstance(order, Integral) or isinstance(order, bool) or not 0 <= int(order) <= 5:
         raise ValueError(f"rotation order must be an integer from 0 to 5, got {order!r}")
     if mode == "ortho" or mode in _SCIPY_MODES:
         return Rotation(float(angle), int(order), mode)
