@@ -94,7 +94,10 @@ def _check_source(url: Any, bind: bool) -> None:
 
 def _options(parameters: Mapping[str, Any]) -> _Options:
     """The options with their defaults filled in (None means the default), checked."""
-    get = {k: d if parameters.get(k) is None else parameters[k] for k, d in _DEFAULTS.items()}
+    # JSON values of the config, each still to be checked: Any, as in ``parameters``.
+    get: dict[str, Any] = {
+        k: d if parameters.get(k) is None else parameters[k] for k, d in _DEFAULTS.items()
+    }
     bind, mode, receive_timeout = get["bind"], get["mode"], get["receive_timeout"]
     if not isinstance(bind, bool):
         raise ValueError(f"bind must be true or false, got {bind!r}")
@@ -187,7 +190,7 @@ class _Receiver:
         self.malformed = self.reconnects = 0
         self._context = zmq.Context()  # our own: terminating it leaves no socket behind
         self._decoder = Decoder()
-        self._sock: zmq.Socket | None = None
+        self._sock: zmq.Socket[bytes] | None = None
         self._last_message = 0.0
         self._malformed_report = _Report(_REPORT_INTERVAL)
         self._open_report: _Report | None = None  # from the first failure on
@@ -202,10 +205,10 @@ class _Receiver:
     def receive(self) -> Message | None:
         """The next message within ``receive_timeout``; None: none, not data or malformed."""
         options = self.options
-        if self._sock is None and not self._open():
+        sock = self._sock if self._sock is not None else self._open()
+        if sock is None:
             time.sleep(options.receive_timeout / 1000)
             return None
-        sock = self._sock
         if not sock.poll(options.receive_timeout):
             if time.monotonic() - self._last_message >= options.camera_timeout:
                 self.reconnects += 1
@@ -231,8 +234,11 @@ class _Receiver:
         self._close()
         self._context.term()
 
-    def _open(self) -> bool:
+    def _open(self) -> zmq.Socket[bytes] | None:
+        """The socket bound or connected as the options say, or None (reported) if it cannot be."""
         options = self.options
+        source = options.source
+        assert source is not None, "_options refuses a config without a source"
         sock = self._context.socket(zmq.SUB if options.mode == "SUB" else zmq.PULL)
         sock.linger = 0
         sock.rcvhwm = options.queue_size
@@ -240,9 +246,9 @@ class _Receiver:
             sock.subscribe(b"")  # bsread has no topic frame
         try:
             if options.bind:
-                sock.bind(options.source)
+                sock.bind(source)
             else:
-                sock.connect(options.source)
+                sock.connect(source)
         except zmq.ZMQError as exc:
             sock.close(linger=0)
             # A port just unbound stays busy for a moment, a bad address longer: retry both and
@@ -251,13 +257,13 @@ class _Receiver:
             if self._open_report.due():
                 verb = "bind" if options.bind else "connect to"
                 log.warning("cannot %s %s: %s; retrying", verb, options.source, exc)
-            return False
+            return None
         self._sock, self._open_report = sock, None
         self._decoder.reset()  # another stream, or the same one restarted: headers anew
         self._last_message = time.monotonic()
         verb = "bound" if options.bind else "connected to"
         log.info("%s %s (%s)", verb, options.source, options.mode)
-        return True
+        return sock
 
     def _close(self) -> None:
         if self._sock is not None:
@@ -265,7 +271,9 @@ class _Receiver:
             self._sock = None
 
 
-def generate(parameters: dict[str, Any]) -> Iterator[tuple[dict[str, Any], int, tuple] | None]:
+def generate(
+    parameters: dict[str, Any],
+) -> Iterator[tuple[dict[str, Any], int, tuple[int, int]] | None]:
     """Yield each message received as ``(channels, pulse_id, (sec, ns))``, None while waiting.
 
     Raises:
