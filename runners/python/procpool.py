@@ -106,6 +106,7 @@ class ProcessWorkers:
         if code.target is None:
             raise ParallelError(f"{code.name} was not loaded from a file or a module")
         self.code = code
+        self._target = code.target  # what each worker loads: (script, module or extension, name)
         self.limit = workers * _DEPTH
         self.restarts = 0
         self._poller = poller
@@ -126,7 +127,7 @@ class ProcessWorkers:
 
     def _spawn(self, index: int) -> _Worker:
         ours, theirs = socket_pair()
-        kind, target = self.code.target  # type: ignore[misc]
+        kind, target = self._target
         command = [
             sys.executable, "-m", "runners.python.worker", "--fd", str(theirs.fileno()),
             "--parent", str(os.getpid()), "--index", str(index),

@@ -27,6 +27,7 @@ import numpy as np
 try:
     from numpy.lib.array_utils import byte_bounds
 except ImportError:  # numpy < 2
+    # Checked against numpy 2, whose stubs have no numpy.byte_bounds (and the name is bound above).
     from numpy import byte_bounds  # type: ignore[attr-defined,no-redef]
 
 __all__ = [
