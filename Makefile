@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8090
 
-.PHONY: install sysdeps browser hdf5tools native demo test lint format schemas bench clean
+.PHONY: install sysdeps browser hdf5tools native demo test lint typecheck format schemas bench clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -55,15 +55,20 @@ install: $(STAMP) native
 demo: install
 	$(VENV)/bin/pipevisor serve --registry examples/registry --port $(PORT)
 
-## Lint, then the whole test suite.
-test: install browser hdf5tools
+## Type check and lint, then the whole test suite.
+test: install browser hdf5tools typecheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
-lint: install
+lint: install typecheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+## mypy --strict over supervisor/, runners/python/, builtin_pipelines/ and cluster/ (the
+## [tool.mypy] section of pyproject.toml); `make lint` and `make test` run it first.
+typecheck: install
+	$(PY) -m mypy
 
 format: install
 	$(VENV)/bin/ruff format .
