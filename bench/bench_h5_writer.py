@@ -1,7 +1,7 @@
 """HDF5 writer: 2560x2160 uint16 frames to a local file, bitshuffle LZ4 vs uncompressed.
 
 Each set-up writes ``--frames`` messages (the image plus two scalars, as a camera sends them)
-through ``builtin_pipelines.h5writer.SwissFelFile`` into a fresh file under ``--dir`` (``/tmp``)
+through ``builtin_pipelines.lib.h5writer.SwissFelFile`` into a fresh file under ``--dir`` (``/tmp``)
 and closes it; the time runs from the first ``write`` to the end of ``close`` (every chunk
 written, datasets trimmed, the file flushed to the OS). ``+fsync`` adds ``os.fsync`` of the
 file: the figure with the disk in it. The frames are a Gaussian beam on a background with
@@ -35,7 +35,7 @@ from _harness import ROOT, check_clean
 
 sys.path.insert(0, str(ROOT))
 
-from builtin_pipelines.h5writer import SwissFelFile
+from builtin_pipelines.lib.h5writer import SwissFelFile
 
 WIDTH, HEIGHT = 2560, 2160
 TARGET_FPS = 150.0

@@ -1,6 +1,6 @@
 """An external bsread stream (a bsread camera, an IOC, a dispatcher stream), as a pipevisor source.
 
-Run it with ``python -m runners.python --module builtin_pipelines.camera_bsread``. It receives
+Run it with ``python -m runners.python --builtin camera_bsread``. It receives
 the stream and republishes every message on the instance's output, so one instance holds the
 one connection to an external stream and any number of pipelines read it (CamServer's
 ``source_type: bsread``). Every option is a key of the instance's parameters and may change

@@ -16,7 +16,7 @@ connection_timeout  5.0                   seconds before PVs that do not connect
 ==================  ====================  ========================================================
 
 plus CamServer's camera-side geometry (``binning_x``/``_y``, ``binning_mean``, ``mirror_x``/``_y``,
-``rotate``, ``roi``, ``camera_calibration``; see :mod:`builtin_pipelines.camera_geometry`).
+``rotate``, ``roi``, ``camera_calibration``; see :mod:`builtin_pipelines.lib.camera_geometry`).
 Every key may change live; new PV names reconnect.
 
 Channels per frame, as CamServer's cameras send them: ``image`` (height x width after the
@@ -52,8 +52,8 @@ from typing import Any
 
 import numpy as np
 
-from ._ca_camera import CameraPVs, Frame, PVNames, wait_for_repeater
-from .camera_geometry import CameraGeometry, geometry_key
+from .lib.ca_camera import CameraPVs, Frame, PVNames, wait_for_repeater
+from .lib.camera_geometry import CameraGeometry, geometry_key
 
 __all__ = ["configure", "generate"]
 

@@ -1,6 +1,6 @@
 """A simulated camera: a Gaussian beam on a noisy background, as a pipevisor source.
 
-Run it with ``python -m runners.python --module builtin_pipelines.camera_simulation``. Every
+Run it with ``python -m runners.python --builtin camera_simulation``. Every
 option is a key of the instance's parameters and may change live (the next frame uses it):
 
 =================  =========================  =================================================
@@ -21,7 +21,7 @@ pulse_id_start     0                          first pulse id in deterministic mo
 =================  =========================  =================================================
 
 plus CamServer's camera-side geometry (``binning_x``/``_y``, ``binning_mean``, ``mirror_x``/``_y``,
-``rotate``, ``roi``, ``camera_calibration``; see :mod:`builtin_pipelines.camera_geometry`).
+``rotate``, ``roi``, ``camera_calibration``; see :mod:`builtin_pipelines.lib.camera_geometry`).
 
 Channels per frame, as CamServer's cameras send them: ``image`` (height x width, after the
 geometry), ``timestamp`` (float64 seconds), ``width`` and ``height`` (int64, of the image sent),
@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from .camera_geometry import CameraGeometry, geometry_key
+from .lib.camera_geometry import CameraGeometry, geometry_key
 
 __all__ = ["configure", "generate"]
 

@@ -8,7 +8,7 @@ the entry ``"output": {"enabled": false}``::
                     "live_port": 9999}}
 
 Every message becomes a row of sf_bsread_writer's layout (``/data/<channel>/data``,
-``pulse_id``, ``is_data_present``, ``/general/...``; see ``builtin_pipelines.h5writer``);
+``pulse_id``, ``is_data_present``, ``/general/...``; see ``builtin_pipelines.lib.h5writer``);
 images are compressed with bitshuffle LZ4 (HDF5 filter 32008: read them with h5py after
 ``import hdf5plugin``). The file is crash-safe from its first flush: after a SIGKILL, open it
 with ``h5py.File(path, "r", swmr=True)`` or run ``h5clear -s`` on it first.
@@ -34,7 +34,7 @@ flush_seconds          1.0               ... and at least this often while rows 
 pulse_id_step          None              step of the source's pulse ids: the close log
                                          counts the ones missing between first and last
 live_port              None              bind a live viewer port (MAX IV streaming-receiver
-                                         format: ``builtin_pipelines.h5writer.live``)
+                                         format: ``builtin_pipelines.lib.h5writer.live``)
 live_host              "127.0.0.1"       its interface (``"*"``: all)
 live_every             1                 send one image in N
 live_channel           "image"           the image channel it sends
@@ -78,8 +78,8 @@ from typing import Any
 
 import zmq
 
-from .h5writer import COMPRESSIONS, SwissFelFile, WriteProgress, WrittenFrame
-from .h5writer.live import LivePort
+from .lib.h5writer import COMPRESSIONS, SwissFelFile, WriteProgress, WrittenFrame
+from .lib.h5writer.live import LivePort
 
 __all__ = ["RUNNER_DEFAULTS", "configure", "process", "report", "resolve_output"]
 

@@ -1,6 +1,6 @@
 """Every message on, as it came: a fan-out or a fan-in, or a stream re-published elsewhere.
 
-Run it with ``python -m runners.python --module builtin_pipelines.passthrough``. Its uses:
+Run it with ``python -m runners.python --builtin passthrough``. Its uses:
 
 - **Fan-in**: an entry whose ``input`` is a list of worker instances
   (``"input": ["worker1", "worker2"]``) gathers their outputs; the runner puts the pulses

@@ -28,7 +28,6 @@ from pydantic import ConfigDict, Field
 from . import registry_files
 from .contract import StrictModel
 from .errors import EntryNotFoundError, InvalidConfigError, InvalidEntryError
-from .registry_files import BUILTIN_PACKAGE
 from .specs import EntrySpec
 
 __all__ = [
@@ -338,8 +337,7 @@ class Registry:
             # A copy: callers may touch an entry's spec, the cache must stay as parsed.
             spec = parsed.spec.model_copy(deep=True) if parsed.spec is not None else None
             if spec is not None and spec.builtin is not None:
-                module = f"{BUILTIN_PACKAGE}.{spec.builtin}"
-                argv = [self.python, *_RUNNER, "--module", module, *spec.args]
+                argv = [self.python, *_RUNNER, "--builtin", spec.builtin, *spec.args]
             elif spec is not None and spec.program is not None:
                 program = listing.get(spec.program)
                 deps = (*deps, (spec.program, program))

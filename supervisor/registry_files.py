@@ -8,15 +8,14 @@ content readers (JSON entry, script docstring, builtin lookup) never import user
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
-import importlib.util
 import json
 import os
-import pkgutil
 import re
 import stat
-import sys
 import tokenize
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from pydantic import Field, ValidationError
@@ -33,10 +32,11 @@ from .errors import (
 from .specs import EntrySpec
 
 __all__ = [
-    "BUILTIN_PACKAGE",
+    "BUILTINS_GROUP",
     "MAX_NAME_LENGTH",
     "TEMP_PREFIX",
     "RegistryFile",
+    "builtin_names",
     "check_size",
     "delete_file",
     "is_listed",
@@ -49,7 +49,9 @@ __all__ = [
     "write_file",
 ]
 
-BUILTIN_PACKAGE = "builtin_pipelines"
+BUILTINS_GROUP = "pipevisor.builtins"
+"""The entry-point group that is the table of builtin pipelines (pyproject.toml): an entry's
+``"builtin"`` must be one of its names, and the runner loads a builtin by its name through it."""
 MAX_NAME_LENGTH = 128
 TEMP_PREFIX = ".upload-"
 """Prefix of the hidden temporary file of an upload; hidden files are not entries."""
@@ -193,18 +195,19 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+@functools.cache
+def builtin_names() -> tuple[str, ...]:
+    """The names in the table of builtin pipelines, sorted; read from the installed package's
+    metadata, never by importing a builtin, once per process (a new builtin needs a restart)."""
+    return tuple(sorted({ep.name for ep in entry_points(group=BUILTINS_GROUP)}))
+
+
 def missing_builtin(name: str) -> str | None:
-    """None if ``builtin_pipelines.<name>`` exists (found without importing it), else why not."""
-    module = f"{BUILTIN_PACKAGE}.{name}"
-    try:
-        if importlib.util.find_spec(module) is not None:
-            return None
-    except (ImportError, ValueError):
-        pass
-    # find_spec imported the package (never the builtin); its __path__ is where builtins live.
-    paths = getattr(sys.modules.get(BUILTIN_PACKAGE), "__path__", [])
-    known = sorted(m.name for m in pkgutil.iter_modules(paths) if m.name[0] != "_")
-    return f"builtin {name!r} not found (known builtins: {', '.join(known) or 'none'})"
+    """None if ``name`` is in the table of builtin pipelines, else why not (with those that are)."""
+    known = builtin_names()
+    if name in known:
+        return None
+    return f"unknown builtin {name!r}; known builtins: {', '.join(known) or 'none'}"
 
 
 def script_description(path: Path) -> str:

@@ -56,7 +56,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from builtin_pipelines.h5_writer import resolve_output
-from builtin_pipelines.h5writer import SwissFelFile
+from builtin_pipelines.lib.h5writer import SwissFelFile
 
 from .acquisition import Acquisition, AcquisitionSpec, parse_spec
 from .ring import PulseRing

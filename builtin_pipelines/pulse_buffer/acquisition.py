@@ -7,7 +7,7 @@ a bounded queue: the buffer's loop never waits for a disk, and the past is writt
 present keeps coming (a thousand 5-Mpx frames take seconds to compress). If the writer falls
 further behind than the queue holds, the pulses it could not take are missing, and counted.
 
-The file is the SwissFEL layout of :class:`builtin_pipelines.h5writer.SwissFelFile`. When the
+The file is the SwissFEL layout of :class:`builtin_pipelines.lib.h5writer.SwissFelFile`. When the
 acquisition ends, its report says what it wrote: first and last pulse id, count, and the pulse
 ids missing between start and stop at the source's pulse-id step.
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from builtin_pipelines.h5writer import SwissFelFile
+from builtin_pipelines.lib.h5writer import SwissFelFile
 
 from .ring import Buffered
 

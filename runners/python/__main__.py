@@ -1,4 +1,4 @@
-"""``python -m runners.python --script PATH | --module NAME``: run a Python pipeline.
+"""``python -m runners.python --script PATH | --builtin NAME | --module NAME``: run a pipeline.
 
 Exit codes (``ExitCode``): 0 stopped or finished, 1 failure (e.g. the output cannot be bound),
 2 processing error with ``abort_on_error``, 3 initial configuration refused, 4 user code not
@@ -43,6 +43,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--script", help="path of a Python file, loaded as a fresh module")
+    target.add_argument(
+        "--builtin", help="name of a builtin pipeline (python -m builtin_pipelines lists them)"
+    )
     target.add_argument("--module", help="dotted name of an importable module")
     target.add_argument(
         "--extension", help="path of a C extension: a .c compiled on first use, or a .so"
@@ -75,9 +78,11 @@ def _run(
 ) -> int:
     update = channels.hello()
     config, seq = (update.config, update.seq) if update is not None else (env.config, None)
-    target = args.script or args.module or args.extension
+    target = args.script or args.builtin or args.module or args.extension
     try:
-        code = load(script=args.script, module=args.module, extension=args.extension)
+        code = load(
+            script=args.script, builtin=args.builtin, module=args.module, extension=args.extension
+        )
     except ExtensionError as exc:  # the compiler's or the loader's words say it all
         log.error("%s", exc)
         return ExitCode.LOAD_ERROR
@@ -129,7 +134,7 @@ _IO_THREADS = 2
 def main(argv: list[str] | None = None) -> int:
     """Run the pipeline named on the command line; returns the exit code."""
     args = _parse_args(argv)
-    target = args.script or args.module or args.extension
+    target = args.script or args.builtin or args.module or args.extension
     # A crash in native code (a C extension's SIGSEGV) prints the Python stack on stderr, which
     # the supervisor keeps in the instance's log next to the signal it reports.
     faulthandler.enable()

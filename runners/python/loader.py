@@ -1,4 +1,4 @@
-"""Load the user's code: a registry script by path, or an importable module by name."""
+"""Load the user's code: a registry script by path, a builtin pipeline or a module by name."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -16,7 +17,16 @@ from typing import Any, Literal
 from .extension import load_extension
 from .options import OptionError, RunnerOptions
 
-__all__ = ["LoadError", "UserCode", "find_entry", "load", "load_module", "load_script"]
+__all__ = [
+    "BUILTINS_GROUP",
+    "LoadError",
+    "UserCode",
+    "builtin_module",
+    "find_entry",
+    "load",
+    "load_module",
+    "load_script",
+]
 
 Kind = Literal["camera", "stream", "source"]
 
@@ -27,6 +37,9 @@ _ENTRIES: tuple[tuple[str, Kind], ...] = (
     ("generate", "source"),
 )
 _counter = itertools.count()
+
+BUILTINS_GROUP = "pipevisor.builtins"
+"""The entry-point group that is the table of builtin pipelines: name -> module (pyproject.toml)."""
 
 
 class LoadError(Exception):
@@ -85,6 +98,23 @@ def load_module(name: str) -> ModuleType:
     return importlib.import_module(name)
 
 
+def builtin_module(name: str) -> str:
+    """The module of the builtin pipeline ``name``, looked up in the table of builtins.
+
+    The table is the ``pipevisor.builtins`` entry-point group, the one the supervisor checks a
+    registry entry's ``"builtin"`` against; nothing is imported to read it.
+
+    Raises:
+        LoadError: no builtin has that name; the message lists those that do.
+    """
+    table = {ep.name: ep.module for ep in entry_points(group=BUILTINS_GROUP)}
+    module = table.get(name)
+    if module is None:
+        known = ", ".join(sorted(table)) or "none"
+        raise LoadError(f"unknown builtin {name!r}; known builtins: {known}")
+    return module
+
+
 def find_entry(module: ModuleType, name: str) -> UserCode:
     """Pick the module's entry point: ``process_image``, else ``process``, else ``generate``.
 
@@ -137,14 +167,24 @@ def _option_defaults(module: ModuleType, name: str) -> dict[str, Any]:
 
 
 def load(
-    *, script: str | None = None, module: str | None = None, extension: str | None = None
+    *,
+    script: str | None = None,
+    module: str | None = None,
+    extension: str | None = None,
+    builtin: str | None = None,
 ) -> UserCode:
-    """Load a script by path, a module by name or a C extension by path; find its entry point.
+    """Load the user code that one of the arguments names; find its entry point.
+
+    ``script`` and ``extension`` are paths (a C extension: a ``.c`` compiled on first use, or a
+    ``.so``), ``module`` a dotted module name, ``builtin`` a name in the table of builtins: it
+    is loaded as its module (:func:`builtin_module`), which worker processes load again.
 
     Raises:
-        LoadError: no entry point, or nothing to load.
+        LoadError: no entry point, an unknown builtin, or nothing to load.
         ExtensionError: the C extension does not compile or load (the message says why).
     """
+    if builtin is not None:
+        module = builtin_module(builtin)
     if script is not None:
         code = find_entry(load_script(script), script)
         return replace(code, target=("script", str(Path(script).resolve())))
@@ -155,4 +195,4 @@ def load(
         configure = loaded.configure if loaded.has_configure else None
         target = ("extension", str(Path(extension).resolve()))
         return UserCode(loaded.name, "camera", loaded.process_image, configure, target)
-    raise LoadError("neither a script, a module nor an extension to load")
+    raise LoadError("neither a script, a builtin, a module nor an extension to load")

@@ -23,7 +23,7 @@ import pytest
 
 from builtin_pipelines import camera_epics
 from builtin_pipelines.camera_epics import configure, generate
-from builtin_pipelines.camera_geometry import CameraGeometry
+from builtin_pipelines.lib.camera_geometry import CameraGeometry
 from tests.epics_ioc import CameraIoc, Repeater, client_env, expected_frame, frame_counter
 from tests.netns import private_network_namespace, unavailable_reason
 from tests.support import free_port, wait_for

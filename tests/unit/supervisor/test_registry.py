@@ -7,13 +7,13 @@ import contextlib
 import hashlib
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
-import builtin_pipelines
 from supervisor import registry_files
 from supervisor.errors import EntryNotFoundError, InvalidConfigError
 from supervisor.registry import EntryKind, Registry, RegistryChanges
@@ -38,16 +38,6 @@ def bump(path: Path, content: str) -> None:
     path.write_text(content)
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-
-
-@pytest.fixture
-def fake_builtin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A builtin pipeline module ``builtin_pipelines.fake_source`` that fails when imported."""
-    extra = tmp_path / "extra_builtins"
-    extra.mkdir()
-    (extra / "fake_source.py").write_text("raise RuntimeError('must not be imported')\n")
-    monkeypatch.setattr(builtin_pipelines, "__path__", [*builtin_pipelines.__path__, str(extra)])
-    return "fake_source"
 
 
 def test_executable_without_suffix_is_named_by_its_full_name(root: Path, registry: Registry):
@@ -121,28 +111,52 @@ def test_config_naming_an_executable_runs_it_with_args(root: Path, registry: Reg
     assert registry.get("fast").argv == [str(root / "tool"), "-v"]
 
 
-def test_config_naming_a_builtin_runs_its_module_without_importing_it(
-    root: Path, registry: Registry, fake_builtin: str
-):
-    """A JSON naming a builtin runs the runner with --module, found but not imported."""
-    put(root, "sim.json", {"builtin": fake_builtin, "args": ["-x"]})
+def test_config_naming_a_builtin_runs_it_by_name(root: Path, registry: Registry):
+    """A JSON naming a builtin of the table runs the runner with --builtin NAME and its args."""
+    put(root, "sim.json", {"builtin": "camera_simulation", "args": ["-x"]})
     entry = registry.get("sim")
     assert entry.valid, entry.error
-    assert entry.argv == ["/opt/py", *RUNNER, "--module", f"builtin_pipelines.{fake_builtin}", "-x"]
-    assert f"builtin_pipelines.{fake_builtin}" not in sys.modules
+    assert entry.argv == ["/opt/py", *RUNNER, "--builtin", "camera_simulation", "-x"]
 
 
-def test_unknown_builtin_is_invalid_and_names_the_known_ones(
-    root: Path, registry: Registry, fake_builtin: str
-):
-    """A JSON naming a builtin that does not exist is listed with the builtins that do."""
+def test_builtins_are_checked_without_importing_any(root: Path):
+    """The supervisor reads the table of builtins from metadata: no builtin module is imported."""
+    put(root, "sim.json", {"builtin": "camera_simulation"})
+    put(root, "bad.json", {"builtin": "h5writer"})
+    check = (
+        "import sys; from pathlib import Path; from supervisor.registry import Registry; "
+        f"r = Registry(Path({str(root)!r})); "
+        "assert r.get('sim').valid and not r.get('bad').valid; "
+        "print(sorted(m for m in sys.modules if m.startswith('builtin_pipelines')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"  # the lines before: the registry's log
+
+
+def test_unknown_builtin_is_invalid_and_names_the_known_ones(root: Path, registry: Registry):
+    """A JSON naming a builtin that is not in the table is listed with the builtins that are."""
     put(root, "sim.json", {"builtin": "no_such_thing"})
     entry = registry.get("sim")
     assert not entry.valid
     assert entry.argv is None
+    known = ", ".join(registry_files.builtin_names())
+    assert entry.error == f"sim.json: unknown builtin 'no_such_thing'; known builtins: {known}"
+    assert known.startswith("beam_metrics, camera_bsread, ")
+
+
+@pytest.mark.parametrize("name", ["h5writer", "lib", "camera_geometry", "ca_camera"])
+def test_a_library_of_the_builtins_is_not_a_builtin(root: Path, registry: Registry, name: str):
+    """Importable helpers of the builtins (builtin_pipelines.lib) are refused when loaded."""
+    put(root, "writer.json", {"builtin": name})
+    entry = registry.get("writer")
+    assert not entry.valid
+    assert entry.argv is None
     assert entry.error is not None
-    assert entry.error.startswith("sim.json: builtin 'no_such_thing' not found")
-    assert fake_builtin in entry.error
+    assert entry.error.startswith(f"writer.json: unknown builtin {name!r}; known builtins: ")
+    assert "h5_writer" in entry.error
 
 
 def test_config_shadows_its_same_stem_script(root: Path, registry: Registry):

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import stat
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,24 @@ def test_json_naming_a_program_not_yet_uploaded_is_stored_as_invalid(registry: R
     entry = registry.write_file("beam.json", json.dumps({"program": "later.py"}).encode())
     assert entry is not None
     assert entry.error == "beam.json: program 'later.py' not found in the registry"
+
+
+def test_json_naming_an_unknown_builtin_is_stored_as_invalid(registry: Registry):
+    """A builtin missing from the table (here a library of the builtins) is refused at load."""
+    entry = registry.write_file("w.json", json.dumps({"builtin": "h5writer"}).encode())
+    assert entry is not None
+    assert not entry.valid
+    known = ", ".join(registry_files.builtin_names())
+    assert entry.error == f"w.json: unknown builtin 'h5writer'; known builtins: {known}"
+
+
+def test_builtin_names_are_the_table_of_builtins():
+    """The names come from the pipevisor.builtins entry points, the table the runner reads."""
+    names = registry_files.builtin_names()
+    group = entry_points(group=registry_files.BUILTINS_GROUP)
+    assert names == tuple(sorted(ep.name for ep in group))
+    assert {"beam_metrics", "camera_simulation", "h5_writer"} <= set(names)
+    assert registry_files.missing_builtin("h5_writer") is None
 
 
 def test_failed_write_leaves_no_temp_file_and_the_old_content(

@@ -74,12 +74,13 @@ class FakeSupervisor:
         *,
         config: dict[str, Any] | None = None,
         module: str | None = None,
+        builtin: str | None = None,
         script: Path | None = None,
         data: bool = True,
         output_mode: SocketMode = SocketMode.PUSH,
         status_interval: float = 0.2,
     ) -> None:
-        """Launch the runner on ``source`` (a script's text), a module or a script path."""
+        """Launch the runner on ``source`` (a script's text), a module, a builtin or a script."""
         if source is not None:
             script = self.tmp_path / "user_pipeline.py"
             script.write_text(textwrap.dedent(source))
@@ -98,7 +99,10 @@ class FakeSupervisor:
             log_url=self._url(self.log_pull),
             status_interval=status_interval,
         )
-        target = ["--module", module] if module else ["--script", str(script)]
+        if builtin is not None:
+            target = ["--builtin", builtin]
+        else:
+            target = ["--module", module] if module else ["--script", str(script)]
         self.process = subprocess.Popen(
             [sys.executable, "-u", "-m", "runners.python", *target],
             env={**os.environ, **self.env.to_environ()},

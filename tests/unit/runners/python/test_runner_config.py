@@ -100,7 +100,7 @@ def test_simulated_camera_streams_images_and_takes_live_updates(
     """The camera source runs under the runner: frames go out on PUB and updates apply live."""
     config = {"width": 64, "height": 32, "rate": 50, "deterministic": True, "dtype": "uint8"}
     supervisor.start(
-        module="builtin_pipelines.camera_simulation",
+        builtin="camera_simulation",
         config=config,
         data=False,
         output_mode=SocketMode.PUB,

@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 from runners.python.config import ConfigRefused, Configurator
-from runners.python.loader import LoadError, find_entry, load, load_script
+from runners.python.loader import LoadError, builtin_module, find_entry, load, load_script
 from runners.python.options import OptionError, RunnerOptions
 from runners.python.runner import Runner
 from supervisor.contract import ContractEnv, ProgramChannels
@@ -74,6 +74,24 @@ def test_module_without_entry_point_is_a_load_error() -> None:
     """A module defining no entry point fails to load, naming what it looked for."""
     with pytest.raises(LoadError, match="defines none of process_image, process, generate"):
         load(module="runners.python.stats")
+
+
+def test_builtin_is_loaded_by_its_name_as_its_module() -> None:
+    """--builtin NAME loads the module the table names; workers load that module again."""
+    code = load(builtin="passthrough")
+    assert code.target == ("module", "builtin_pipelines.passthrough")
+    assert code.kind == "stream"
+    assert builtin_module("beam_metrics") == "builtin_pipelines.beam_metrics"
+
+
+@pytest.mark.parametrize("name", ["h5writer", "lib", "no_such_thing"])
+def test_unknown_builtin_is_a_load_error_naming_the_known_ones(name: str) -> None:
+    """A name missing from the table is refused before anything is imported."""
+    with pytest.raises(LoadError) as info:
+        load(builtin=name)
+    message = str(info.value)
+    assert message.startswith(f"unknown builtin {name!r}; known builtins: beam_metrics, ")
+    assert "h5_writer" in message
 
 
 def _configurator(configure=None) -> Configurator:

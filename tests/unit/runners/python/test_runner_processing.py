@@ -228,6 +228,18 @@ def test_missing_script_exits_with_load_error(supervisor: FakeSupervisor, tmp_pa
     assert "nowhere.py" in stderr
 
 
+def test_unknown_builtin_exits_with_load_error_naming_the_known_ones(
+    supervisor: FakeSupervisor,
+) -> None:
+    """A name missing from the table of builtins (a library of them here) is refused."""
+    supervisor.start(builtin="h5writer", data=False)
+    supervisor.expect("hello")
+    supervisor.send_config({}, seq=0)
+    code, stderr = supervisor.wait_exit()
+    assert code == ExitCode.LOAD_ERROR
+    assert "unknown builtin 'h5writer'; known builtins: beam_metrics, camera_bsread, " in stderr
+
+
 def test_slow_function_skips_stale_input_and_keeps_latency_bounded(
     supervisor: FakeSupervisor,
 ) -> None:

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from builtin_pipelines.h5writer import SwissFelFile, WrittenFrame
+from builtin_pipelines.lib.h5writer import SwissFelFile, WrittenFrame
 from supervisor.contract.bsread import BSREAD_TYPES
 from supervisor.contract.bsread.compression import bitshuffle_decompress
 

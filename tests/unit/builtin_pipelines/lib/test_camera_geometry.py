@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from builtin_pipelines import camera_simulation
-from builtin_pipelines.camera_geometry import KEYS, CameraGeometry, geometry_key
+from builtin_pipelines.lib.camera_geometry import KEYS, CameraGeometry, geometry_key
 
 
 def image(height: int = 6, width: int = 8, dtype: str = "uint16") -> np.ndarray:

@@ -7,7 +7,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from builtin_pipelines.h5writer.layout import (
+from builtin_pipelines.lib.h5writer.layout import (
     GENERAL_KEYS,
     Definition,
     definition_of,

@@ -15,7 +15,7 @@ import hdf5plugin  # noqa: F401  (registers the bitshuffle filter for reading)
 import numpy as np
 import pytest
 
-from builtin_pipelines.h5writer.chunks import (
+from builtin_pipelines.lib.h5writer.chunks import (
     BSHUF_FILTER_ID,
     ChunkCompressor,
     _openmp_setters,
@@ -24,7 +24,7 @@ from builtin_pipelines.h5writer.chunks import (
 )
 from supervisor.contract.bsread.compression import bitshuffle_compress, bitshuffle_decompress
 
-ROOT = Path(__file__).resolve().parents[4]
+ROOT = Path(__file__).resolve().parents[5]
 
 
 def frame(shape=(37, 53), dtype="<u2", seed=0) -> np.ndarray:
@@ -71,7 +71,7 @@ def test_a_writer_without_the_filter_stores_the_five_standard_cd_values(tmp_path
     script = f"""
 import sys, h5py, numpy as np
 sys.path.insert(0, {str(ROOT)!r})
-from builtin_pipelines.h5writer.chunks import compress_chunk, filter_options
+from builtin_pipelines.lib.h5writer.chunks import compress_chunk, filter_options
 assert not h5py.h5z.filter_avail({BSHUF_FILTER_ID}), "the filter must be unknown here"
 with h5py.File({str(path)!r}, "w") as f:
     fid, opts = filter_options(2)

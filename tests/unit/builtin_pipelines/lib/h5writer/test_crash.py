@@ -20,7 +20,7 @@ WRITER = f"""
 import sys
 import numpy as np
 sys.path.insert(0, {str(ROOT)!r})
-from builtin_pipelines.h5writer import SwissFelFile
+from builtin_pipelines.lib.h5writer import SwissFelFile
 
 def image(pulse_id):
     return ((np.arange(24 * 32).reshape(24, 32) % 251) + pulse_id).astype("<u2")

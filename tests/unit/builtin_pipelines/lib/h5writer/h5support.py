@@ -12,7 +12,7 @@ import h5py
 import hdf5plugin  # noqa: F401  (bitshuffle for h5py: what users import to read the images)
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[4]
+ROOT = Path(__file__).resolve().parents[5]
 
 
 def read_all(path: Path, **options: Any) -> dict[str, Any]:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import zmq
 
-from builtin_pipelines.h5writer import SwissFelFile
-from builtin_pipelines.h5writer.live import LivePort
+from builtin_pipelines.lib.h5writer import SwissFelFile
+from builtin_pipelines.lib.h5writer.live import LivePort
 from tests.support import free_port, wait_for
 
 from .h5support import image

@@ -1,0 +1,1 @@
+"""Tests of the HDF5 writer core (builtin_pipelines.lib.h5writer)."""
