@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8090
 
-.PHONY: install sysdeps browser hdf5tools native demo test lint typecheck format schemas bench clean
+.PHONY: install sysdeps browser hdf5tools native demo test wheelcheck lint typecheck format schemas bench clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -60,6 +60,11 @@ test: install browser hdf5tools typecheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
+
+## The package as users get it: build the sdist and the wheel, install the wheel into a fresh
+## virtualenv outside the checkout, build C against the installed sources, run the demo from it.
+wheelcheck: install
+	PY=$(PY) bash .ci/check_wheel.sh
 
 lint: install typecheck
 	$(VENV)/bin/ruff check .
