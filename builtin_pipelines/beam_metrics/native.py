@@ -3,32 +3,25 @@
 The compiled module lives in ``<cache>/beam_metrics-<key>/``, where the key hashes the C
 sources, the cdef, the compiler flags and the interpreter's extension ABI, so an edit or another
 Python never loads a stale build. The cache is the contract's ``native_cache_dir()``
-(``$PIPEVISOR_CACHE_DIR``, passed on by the supervisor, else the user's cache). A build happens
-in a private temporary folder that is renamed into place, so processes compiling at once never
-see half a module. Without a working compiler numpy and scipy take over, after one logged
-warning, with the same numbers (integer sums are exact in any order; the fits are then
-curve_fit's own).
+(``$PIPEVISOR_CACHE_DIR``, passed on by the supervisor, else the user's cache), kept by the
+contract's build cache (``buildcache``): a build happens in a private temporary folder that is
+renamed into place, so processes compiling at once never see half a module. Without a working
+compiler numpy and scipy take over, after one logged warning (with the compiler's output), with
+the same numbers (integer sums are exact in any order; the fits are then curve_fit's own).
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import logging
-import os
-import shutil
-import sysconfig
-import tempfile
 import threading
-import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
-import cffi
 import numpy as np
 
 from supervisor.contract import native_cache_dir
+from supervisor.contract.buildcache import BuildError, CffiModule
 
 __all__ = ["DEFAULT", "Profiles", "cache_root", "exp_mode", "kernels", "load", "profiles"]
 
@@ -62,7 +55,6 @@ _CDEF = "\n".join(
 # No -march=native: the cache may be shared by machines of different generations. No FMA
 # contraction: the fits must round as numpy does.
 _FLAGS = ("-O3", "-std=c99", "-ffp-contract=off", "-Wall", "-Wextra", "-Wno-unused-parameter")
-_EXT_SUFFIX = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
 
 
 class Profiles(NamedTuple):
@@ -79,50 +71,21 @@ def cache_root() -> Path:
     return native_cache_dir()
 
 
-def _key(source: str) -> str:
-    digest = hashlib.sha256()
-    for part in (source, _CDEF, " ".join(_FLAGS), _EXT_SUFFIX, cffi.__version__):
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()[:20]
-
-
-def _build(root: Path, name: str, source: str, final: Path) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=root))
-    try:
-        ffi = cffi.FFI()
-        ffi.cdef(_CDEF)
-        ffi.set_source(name, source, extra_compile_args=list(_FLAGS))
-        # The build machinery (setuptools/distutils) may warn about itself; not our business.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            built = Path(ffi.compile(tmpdir=str(work / "build"), verbose=False))
-        publish = work / "publish"
-        publish.mkdir()
-        os.replace(built, publish / built.name)
-        try:
-            os.rename(publish, final)
-        except OSError:
-            if not final.is_dir():  # not a lost race with another process: a real failure
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+def _kernels() -> CffiModule:
+    """How the kernels are compiled and cached: one translation unit of ``_SOURCES``."""
+    return CffiModule(
+        name="beam_metrics",
+        module="_pipevisor_beam_metrics",
+        cdef=_CDEF,
+        source="\n".join(Path(__file__).with_name(name).read_text() for name in _SOURCES),
+        label="beam_metrics kernels",
+        flags=_FLAGS,
+        log=log,
+    )
 
 
 def _load_uncached(root: Path) -> ModuleType:
-    source = "\n".join(Path(__file__).with_name(name).read_text() for name in _SOURCES)
-    key = _key(source)
-    name = f"_pipevisor_beam_metrics_{key}"
-    final = root / f"beam_metrics-{key}"
-    path = final / f"{name}{_EXT_SUFFIX}"
-    if not path.is_file():
-        _build(root, name, source, final)
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _kernels().load(root)
     _attach_numpy_exp(module)
     return module
 
@@ -137,13 +100,14 @@ def _attach_numpy_exp(module: ModuleType) -> None:
     """
     ffi, lib = module.ffi, module.lib
 
-    @ffi.def_extern(name="bm_numpy_exp")
     def _numpy_exp(source: Any, target: Any, n: int) -> None:
         size = n * 8
         np.exp(
             np.frombuffer(ffi.buffer(source, size), np.float64),
             out=np.frombuffer(ffi.buffer(target, size), np.float64),
         )
+
+    ffi.def_extern(name="bm_numpy_exp")(_numpy_exp)  # cffi's decorator, called: it is untyped
 
     rng = np.random.default_rng(20240110)  # the exponents of Gaussian fits: all <= 0
     args = -np.concatenate(
@@ -154,7 +118,7 @@ def _attach_numpy_exp(module: ModuleType) -> None:
     same = np.array_equal(ours.view(np.uint64), np.exp(args).view(np.uint64))
     if not same:
         log.info("beam_metrics: numpy's exp is not the C library's here; the fits call numpy's")
-    module.numpy_exp = 0 if same else 1  # bm_lm's numpy_exp argument
+    vars(module)["numpy_exp"] = 0 if same else 1  # bm_lm's numpy_exp argument
 
 
 def exp_mode(module: ModuleType) -> int:
@@ -184,10 +148,12 @@ def load(root: Path | None = None) -> ModuleType | None:
                 _loaded[key] = _load_uncached(key)
         except Exception as exc:  # no compiler, no headers, an unwritable cache, no home...
             if key not in _loaded:
+                # A compile error is the compiler's output, whole; anything else its last line.
+                said = str(exc).strip()
                 log.warning(
                     "beam_metrics: native kernels unavailable, using numpy (%s: %s)",
                     type(exc).__name__,
-                    (str(exc).strip().splitlines() or [""])[-1],
+                    said if isinstance(exc, BuildError) else (said.splitlines() or [""])[-1],
                 )
             _loaded[key] = None
         return _loaded[key]

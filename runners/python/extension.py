@@ -7,40 +7,35 @@ fills in place). ``pv_configure(ext)``, optional, checks a configuration.
 
 A ``.c`` file is compiled in API mode, with the header included before it and ``#line`` set so
 compiler messages name the user's file and lines. The module is cached in
-``<cache>/extensions/<stem>-<key>/``, where the key hashes the source, the header, the flags,
-the interpreter's extension suffix and cffi's version: an edit recompiles, a restart does not.
-The cache folder is the contract's ``native_cache_dir()`` (``$PIPEVISOR_CACHE_DIR``, passed on
-by the supervisor, else the user's cache). A build happens in a private temporary folder renamed
-into place, so instances compiling the same source at once never load half a module. A compile
-error raises :class:`ExtensionError` with the compiler's output.
+``<cache>/extensions/<stem>-<key>/`` by the contract's build cache (``buildcache``), where the key
+hashes the compiled text, the header, the flags, the interpreter's extension suffix and cffi's
+version: an edit recompiles, a restart does not. The cache folder is the contract's
+``native_cache_dir()`` (``$PIPEVISOR_CACHE_DIR``, passed on by the supervisor, else the user's
+cache). A build happens in a private temporary folder renamed into place, so instances compiling
+the same source at once never load half a module. A compile error raises
+:class:`ExtensionError` with the compiler's output; warnings are logged.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import logging
-import os
-import shutil
-import sysconfig
-import tempfile
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from runners.c import EXT_HEADER
 from supervisor.contract import native_cache_dir
+from supervisor.contract.buildcache import BuildError, CffiModule
 
 __all__ = ["HEADER", "Extension", "ExtensionError", "load_extension"]
 
 log = logging.getLogger("pipevisor.extension")
 
-HEADER = Path(__file__).resolve().parents[1] / "c" / "pipevisor_ext.h"
+HEADER = EXT_HEADER  # runners/c/pipevisor_ext.h, package data of an installed pipevisor too
 ABI = 1
 _FLAGS = ("-O3", "-std=gnu11", "-Wall")
-_EXT_SUFFIX = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
 _MAX_NDIM = 8
 _SEND, _SKIP = 0, 1
 
@@ -111,9 +106,13 @@ _PROLOGUE = """#include "pipevisor_ext.h"
 #pragma weak pv_process_image
 #pragma weak pv_configure
 """
+# The weak symbols are read through volatile pointers: compared directly, a defined one makes
+# gcc warn (-Waddress) that the test is always true, on every extension.
 _SHIM = """
-int pv__has_process_image(void) { return pv_process_image != 0; }
-int pv__has_configure(void) { return pv_configure != 0; }
+int pv__has_process_image(void)
+{ int (*volatile f)(const pv_image *, const pv_ext *) = pv_process_image; return f != 0; }
+int pv__has_configure(void)
+{ int (*volatile f)(const pv_ext *) = pv_configure; return f != 0; }
 int pv__process_image(const pv_image *image, const pv_ext *ext)
 { return pv_process_image(image, ext); }
 int pv__configure(const pv_ext *ext) { return pv_configure(ext); }
@@ -124,73 +123,23 @@ class ExtensionError(Exception):
     """A C extension cannot be built or loaded, or one of its calls failed; says why."""
 
 
-def _key(source: str) -> str:
-    import cffi  # here, not at the top: a runner without extensions never loads it
-
-    digest = hashlib.sha256()
-    parts = (source, HEADER.read_text(), _CDEF_API, " ".join(_FLAGS), _EXT_SUFFIX, cffi.__version__)
-    for part in parts:
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()[:20]
-
-
-def _compile(path: Path, module_name: str, final: Path) -> None:
-    """Build ``path`` into ``final``/, capturing the compiler's output for the error."""
-    import cffi
-
+def _build(path: Path) -> CffiModule:
+    """How a ``.c`` extension is compiled and cached (see the module's docstring)."""
     source = path.read_text(errors="replace")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
-    try:
-        ffi = cffi.FFI()
-        ffi.cdef(_CDEF_API)
-        # #line: the compiler's messages name the user's file and its lines.
-        text = f'{_PROLOGUE}#line 1 "{path.name}"\n{source}\n#line 1 "<pipevisor shim>"\n{_SHIM}'
-        ffi.set_source(
-            module_name, text, include_dirs=[str(HEADER.parent)], extra_compile_args=list(_FLAGS)
-        )
-        failure: Exception | None = None
-        with tempfile.TemporaryFile() as output:
-            # The compiler writes to the process's fd 2: catch it there, for the log and errors.
-            saved = os.dup(2)
-            os.dup2(output.fileno(), 2)
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    built = Path(ffi.compile(tmpdir=str(work / "build"), verbose=False))
-            except Exception as exc:
-                failure = exc
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
-            output.seek(0)
-            said = output.read().decode(errors="replace").strip()
-        if failure is not None:
-            raise ExtensionError(
-                f"cannot compile {path.name}:\n{said or f'{type(failure).__name__}: {failure}'}"
-            )
-        if said:
-            log.warning("%s compiled with warnings:\n%s", path.name, said)
-        publish = work / "publish"
-        publish.mkdir()
-        os.replace(built, publish / built.name)
-        try:
-            os.rename(publish, final)
-        except OSError:
-            if not final.is_dir():  # not a lost race with another process: a real failure
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _import(module_name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ExtensionError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    stem = "".join(c if c.isalnum() else "_" for c in path.stem)
+    # #line: the compiler's messages name the user's file and its lines.
+    text = f'{_PROLOGUE}#line 1 "{path.name}"\n{source}\n#line 1 "<pipevisor shim>"\n{_SHIM}'
+    return CffiModule(
+        name=stem,
+        module=f"_pipevisor_ext_{stem}",
+        cdef=_CDEF_API,
+        source=text,
+        label=path.name,
+        flags=_FLAGS,
+        include_dirs=(HEADER.parent,),
+        depends=(HEADER,),
+        log=log,
+    )
 
 
 class Extension:
@@ -308,7 +257,8 @@ class Extension:
     # -- the C side's callbacks ---------------------------------------------------------------
 
     def _text(self, pointer: Any) -> str:
-        return self._ffi.string(pointer).decode(errors="replace")
+        text: str = self._ffi.string(pointer).decode(errors="replace")
+        return text
 
     def _number(self, ext: Any, key: Any, value: Any) -> int:
         found = self._parameters.get(self._text(key))
@@ -388,17 +338,16 @@ def load_extension(path: str | Path) -> Extension:
     import cffi
 
     if file.suffix == ".c":
-        key = _key(file.read_text(errors="replace"))
-        stem = "".join(c if c.isalnum() else "_" for c in file.stem)
-        module_name = f"_pipevisor_ext_{stem}_{key}"
-        final = native_cache_dir() / "extensions" / f"{stem}-{key}"
-        built = final / f"{module_name}{_EXT_SUFFIX}"
-        if built.is_file():
-            log.info("%s: compiled module from the cache (%s)", file.name, final)
+        build = _build(file)
+        root = native_cache_dir() / "extensions"
+        if build.is_built(root):
+            log.info("%s: compiled module from the cache (%s)", file.name, build.folder(root))
         else:
-            log.info("%s: compiling (cached in %s)", file.name, final)
-            _compile(file, module_name, final)
-        module = _import(module_name, built)
+            log.info("%s: compiling (cached in %s)", file.name, build.folder(root))
+        try:
+            module = build.load(root)
+        except BuildError as exc:
+            raise ExtensionError(str(exc)) from None
         lib = module.lib
         if not lib.pv__has_process_image():
             raise ExtensionError(f"{file.name} defines no pv_process_image (see pipevisor_ext.h)")
@@ -407,17 +356,17 @@ def load_extension(path: str | Path) -> Extension:
     ffi = cffi.FFI()
     ffi.cdef(_CDEF_ABI)
     try:
-        lib = ffi.dlopen(str(file))
+        library: Any = ffi.dlopen(str(file))  # its attributes are the cdef's functions
     except OSError as exc:
         raise ExtensionError(f"cannot load {file.name}: {exc}") from None
     try:
-        process = lib.pv_process_image
+        process = library.pv_process_image
     except AttributeError:
         raise ExtensionError(
             f"{file.name} exports no pv_process_image (see pipevisor_ext.h)"
         ) from None
     try:
-        configure = lib.pv_configure
+        configure = library.pv_configure
     except AttributeError:
         configure = None
     return Extension(file.name, ffi, process, configure)

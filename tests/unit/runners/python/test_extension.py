@@ -238,3 +238,10 @@ def test_compiler_warnings_reach_the_log(tmp_path: Path, caplog: pytest.LogCaptu
         load_extension(write(tmp_path, "noisy.c", source))
     assert "noisy.c compiled with warnings" in caplog.text
     assert "unused" in caplog.text
+
+
+def test_the_runner_s_own_code_adds_no_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """The example compiles silently: the shim's checks of the weak symbols warn about nothing."""
+    with caplog.at_level("WARNING", logger="pipevisor.extension"):
+        load_extension(HEADER.parent / "projections_ext.c")
+    assert "compiled with warnings" not in caplog.text
