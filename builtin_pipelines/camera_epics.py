@@ -187,7 +187,9 @@ def _channels(
     return channels, pulse_id, (frame.seconds, frame.nanoseconds)
 
 
-def generate(parameters: dict[str, Any]) -> Iterator[tuple[dict[str, Any], int, tuple] | None]:
+def generate(
+    parameters: dict[str, Any],
+) -> Iterator[tuple[dict[str, Any], int, tuple[int, int]] | None]:
     """Yield ``(channels, pulse_id, (sec, ns))`` per camera frame, and None while waiting."""
     camera: CameraPVs | None = None
     reports = _Reports()

@@ -114,7 +114,8 @@ def configure(parameters: dict[str, Any]) -> None:
 
 
 def _gaussian(n: int, centre: float, sigma: float) -> np.ndarray:
-    return np.exp(-0.5 * ((np.arange(n, dtype=np.float32) - centre) / sigma) ** 2)
+    profile: np.ndarray = np.exp(-0.5 * ((np.arange(n, dtype=np.float32) - centre) / sigma) ** 2)
+    return profile
 
 
 def _noise(options: Mapping[str, Any]) -> np.ndarray | None:
@@ -159,11 +160,13 @@ def _read_only(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def generate(parameters: dict[str, Any]) -> Iterator[tuple[dict[str, Any], int, tuple] | None]:
+def generate(
+    parameters: dict[str, Any],
+) -> Iterator[tuple[dict[str, Any], int, tuple[int, int]] | None]:
     """Yield ``(channels, pulse_id, (sec, ns))`` at ``rate``, and None while waiting."""
     ring: list[np.ndarray] = []
-    image_key: tuple = ()
-    noise_key: tuple = ()
+    image_key: tuple[object, ...] = ()
+    noise_key: tuple[object, ...] = ()
     noise: np.ndarray | None = None
     axes: dict[str, Any] = {}
     count = 0

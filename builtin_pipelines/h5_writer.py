@@ -74,7 +74,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import zmq
 
@@ -146,6 +146,10 @@ def resolve_output(value: Any, environ: Mapping[str, str] = os.environ) -> Path:
     return resolved
 
 
+@overload
+def _int(parameters: Mapping[str, Any], key: str, default: int, low: int) -> int: ...
+@overload
+def _int(parameters: Mapping[str, Any], key: str, default: None, low: int) -> int | None: ...
 def _int(parameters: Mapping[str, Any], key: str, default: int | None, low: int) -> int | None:
     value = parameters.get(key)
     if value is None:
@@ -159,7 +163,7 @@ def _choice(parameters: Mapping[str, Any], key: str, choices: tuple[str, ...]) -
     value = parameters.get(key)
     if value is None:
         return choices[0]
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:  # JSON: only a str is in choices
         raise ValueError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
     return value
 
@@ -199,18 +203,18 @@ def parse(
         if_exists=_choice(parameters, "if_exists", IF_EXISTS),
         general=tuple(general.items()),
         compression=_choice(parameters, "compression", COMPRESSIONS),
-        threads=_int(parameters, "compression_threads", 2, 0),  # type: ignore[arg-type]
-        chunk_rows=_int(parameters, "chunk_rows", 100, 1),  # type: ignore[arg-type]
-        flush_rows=_int(parameters, "flush_rows", 100, 1),  # type: ignore[arg-type]
+        threads=_int(parameters, "compression_threads", 2, 0),
+        chunk_rows=_int(parameters, "chunk_rows", 100, 1),
+        flush_rows=_int(parameters, "flush_rows", 100, 1),
         flush_seconds=float(flush_seconds),
         pulse_id_step=_int(parameters, "pulse_id_step", None, 1),
     )
     live = LiveSettings(
         port=live_port,
         host=host,
-        every=_int(parameters, "live_every", 1, 1),  # type: ignore[arg-type]
+        every=_int(parameters, "live_every", 1, 1),
         channel=channel,
-        queue=_int(parameters, "live_queue", 4, 1),  # type: ignore[arg-type]
+        queue=_int(parameters, "live_queue", 4, 1),
     )
     return file, live
 

@@ -232,7 +232,8 @@ def _bin(image: np.ndarray, bin_x: int, bin_y: int, mean: bool) -> np.ndarray:
     height, width = image.shape[0] // bin_y, image.shape[1] // bin_x
     blocks = image[: height * bin_y, : width * bin_x].reshape(height, bin_y, width, bin_x)
     if mean:
-        return blocks.mean(axis=(1, 3)).astype(np.uint16)
-    total = blocks.sum(axis=(1, 3))
+        means: np.ndarray = blocks.mean(axis=(1, 3))
+        return means.astype(np.uint16)
+    total: np.ndarray = blocks.sum(axis=(1, 3))
     np.clip(total, 0, 0xFFFF, out=total)
     return total.astype(np.uint16)

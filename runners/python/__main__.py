@@ -74,7 +74,10 @@ def _setup_logging(channels: ProgramChannels) -> logging.Handler:
 
 
 def _run(
-    args: argparse.Namespace, env: ContractEnv, context: zmq.Context, channels: ProgramChannels
+    args: argparse.Namespace,
+    env: ContractEnv,
+    context: zmq.Context[zmq.Socket[bytes]],
+    channels: ProgramChannels,
 ) -> int:
     update = channels.hello()
     config, seq = (update.config, update.seq) if update is not None else (env.config, None)

@@ -193,6 +193,6 @@ def load(
     if extension is not None:
         loaded = load_extension(extension)  # cffi is imported only here, when it is needed
         configure = loaded.configure if loaded.has_configure else None
-        target = ("extension", str(Path(extension).resolve()))
+        target: tuple[Literal["extension"], str] = ("extension", str(Path(extension).resolve()))
         return UserCode(loaded.name, "camera", loaded.process_image, configure, target)
     raise LoadError("neither a script, a builtin, a module nor an extension to load")

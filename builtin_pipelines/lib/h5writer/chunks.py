@@ -75,7 +75,8 @@ def compress_chunk(frame: np.ndarray) -> np.ndarray:
     block = block_elements(itemsize)
     stream = bitshuffle.compress_lz4(flat, block)
     chunk = np.empty(_HEADER.size + stream.size, np.uint8)
-    _HEADER.pack_into(chunk, 0, flat.nbytes, block * itemsize)
+    # chunk.data, its memoryview: for Python 3.11, numpy types no ndarray as a Buffer.
+    _HEADER.pack_into(chunk.data, 0, flat.nbytes, block * itemsize)
     chunk[_HEADER.size :] = stream
     return chunk
 

@@ -30,11 +30,11 @@ class Column:
     def __init__(self, dataset: h5py.Dataset, first_row: int) -> None:
         self.dataset = dataset
         self.name: str = dataset.name  # the dataset's path, to find it after a reopen
-        self._block = dataset.chunks[0]
+        self._block: int = dataset.chunks[0]
         self._row_shape = dataset.shape[1:]
         self._dtype = None if dataset.dtype.kind == "O" else dataset.dtype
-        self._start = first_row - first_row % self._block  # the buffer's first row, aligned
-        self._count = first_row - self._start  # rows of the buffer in use
+        self._start: int = first_row - first_row % self._block  # the buffer's first row, aligned
+        self._count: int = first_row - self._start  # rows of the buffer in use
         self._buffer = self._empty()
 
     def _empty(self) -> np.ndarray:

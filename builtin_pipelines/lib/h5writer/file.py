@@ -407,7 +407,7 @@ class SwissFelFile:
 
     def _summary(self, missing_step: int | None) -> WriteSummary:
         ids = np.frombuffer(self._pulse_ids, dtype=np.int64) if self._pulse_ids else None
-        missing = None
+        missing: tuple[int, ...] | None = None
         if missing_step is not None:
             if missing_step < 1:
                 raise ValueError(f"missing_step must be at least 1, got {missing_step}")

@@ -135,7 +135,9 @@ def validate_channel_name(name: Any) -> str:
     return name
 
 
-def general_values(general: Mapping[str, Any] | None, now: datetime | None = None) -> dict:
+def general_values(
+    general: Mapping[str, Any] | None, now: datetime | None = None
+) -> dict[str, str]:
     """``/general`` entries: the four of sf_bsread_writer first, then any others given.
 
     ``created`` defaults to the local time now (ISO 8601), the others to "not given".

@@ -60,8 +60,8 @@ class LivePort:
         self.address = f"tcp://{host}:{port}"
         self._msg_number = 0
         self._frames = 0
-        self._context: zmq.Context | None = zmq.Context(io_threads=1)
-        self._socket: zmq.Socket | None = self._context.socket(zmq.PUSH)
+        self._context: zmq.Context[zmq.Socket[bytes]] | None = zmq.Context(io_threads=1)
+        self._socket: zmq.Socket[bytes] | None = self._context.socket(zmq.PUSH)
         self._socket.sndhwm = queue
         self._socket.linger = 0
         try:
