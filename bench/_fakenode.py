@@ -22,14 +22,14 @@ from _minihttp import HOST, HttpError, HttpServer, json_body
 from pydantic import ValidationError
 
 from supervisor import __version__
-from supervisor.specs import RestartPolicy
-from supervisor.views import (
+from supervisor.nodeapi.models import (
     CreateInstance,
     InstanceInfo,
     InstanceStats,
     NodeResources,
     ResourceStats,
 )
+from supervisor.nodeapi.specs import RestartPolicy
 
 __all__ = ["FakeNode"]
 

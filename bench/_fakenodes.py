@@ -2,7 +2,7 @@
 
 Each fake node listens on its own loopback port and answers what ``pipevisor manager`` asks of
 a node: ``GET /api/v1/health``, ``/node`` (plausible machine figures that grow with what it
-runs), ``/instances`` (InstanceInfo-shaped JSON, built with ``supervisor.views.InstanceInfo``),
+runs), ``/instances`` (InstanceInfo-shaped JSON, built with the node API's ``InstanceInfo``),
 ``/instances/NAME``, ``POST /instances`` (a "running" instance whose stream is
 ``tcp://127.0.0.1:PORT``; a missing source is created on demand, as a node does), start, stop,
 restart, delete, config, ``POST /streams/NAME``, ``PUT``/``DELETE /registry/files/F``,
@@ -45,7 +45,7 @@ for _path in (str(ROOT), str(HERE)):  # run as a script, or loaded by path from 
 from _fakenode import FakeNode  # noqa: E402
 from _minihttp import HOST, HttpError, HttpServer, json_body  # noqa: E402
 
-from supervisor.views import CreateInstance  # noqa: E402
+from supervisor.nodeapi.models import CreateInstance  # noqa: E402
 
 __all__ = ["FakeNode", "FakeNodes", "FakeServer"]
 

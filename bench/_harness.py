@@ -6,22 +6,18 @@ benchmark's own ``finally``; :func:`check_clean` says whether anything was left 
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 
 import httpx
 import psutil
 
-T = TypeVar("T")
+from supervisor.testing import SupervisorProcess, free_port, kill_tree, port_free, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -40,44 +36,6 @@ __all__ = [
     "summary",
     "wait_for",
 ]
-
-
-def wait_for(
-    probe: Callable[[], T],
-    *,
-    timeout: float = 20.0,
-    interval: float = 0.02,
-    what: str = "condition",
-) -> T:
-    """Call ``probe`` until truthy; at the deadline, raise with the last value seen."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = probe()
-        except Exception as exc:  # not up yet
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"timed out after {timeout} s waiting for {what}; last seen: {last!r}"
-            )
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_free(port: int) -> bool:
-    """True when nothing listens on 127.0.0.1:``port``."""
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -99,36 +57,6 @@ def summary(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-def kill_tree(procs: Iterable[psutil.Process | subprocess.Popen[Any] | int]) -> int:
-    """SIGKILL each process, its process group and every descendant; returns how many were alive."""
-    items = list(procs)
-    targets: dict[int, psutil.Process] = {}
-    for item in items:
-        pid = item if isinstance(item, int) else item.pid
-        try:
-            proc = psutil.Process(pid)
-            targets[pid] = proc
-            for child in proc.children(recursive=True):
-                targets[child.pid] = child
-        except psutil.NoSuchProcess:
-            pass
-    alive = 0
-    for pid, proc in targets.items():
-        try:
-            pgid = os.getpgid(pid)
-            if pgid != os.getpgrp():
-                os.killpg(pgid, signal.SIGKILL)
-            proc.kill()
-            alive += 1
-        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
-            pass
-    psutil.wait_procs(list(targets.values()), timeout=5)
-    for item in items:
-        if isinstance(item, subprocess.Popen):
-            item.poll()
-    return alive
-
-
 def check_clean(ports: Iterable[int] = ()) -> str:
     """'ok', or what this benchmark left behind (children of this process, ports in use)."""
     problems = []
@@ -143,100 +71,44 @@ def check_clean(ports: Iterable[int] = ()) -> str:
 
 
 @dataclass
-class SupervisorServer:
-    """A real ``pipevisor serve`` on loopback in its own session, with an API client."""
+class SupervisorServer(SupervisorProcess):
+    """``supervisor.testing.SupervisorProcess`` as the benchmarks use it: in a session of its
+    own, run from the repository, ``url`` is the API's base, an error answer raises, and a
+    failure to start or stop ends the benchmark with the supervisor's log."""
 
-    command: ClassVar[str] = "serve"
-    """The sub-command (``manager`` for a cluster manager, which takes the same options)."""
-    log_name: ClassVar[str] = "supervisor"
-
-    registry: Path
-    state_dir: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-    client: httpx.Client | None = None
-    log_path: Path | None = None
-    launcher: str = ""
-    extra_args: list[str] = field(default_factory=list)
+    cwd: Path | None = ROOT
+    new_session: bool = True
+    client_timeout: float = 30.0
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/v1"
+        """The API's base URL (the benchmarks' requests are relative to it)."""
+        return self.api_url
 
     def start(self, timeout: float = 30.0) -> SupervisorServer:
-        self.registry.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.state_dir.parent / f"{self.log_name}-{self.port}.log"
-        head = [PYTHON, "-m", "supervisor.cli"]
-        self.launcher = f"python -m supervisor.cli {self.command}"
-        args = [
-            *head,
-            self.command,
-            "--registry",
-            str(self.registry),
-            "--state-dir",
-            str(self.state_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--log-format",
-            "json",
-            *self.extra_args,
-        ]
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
-            )
-        self.client = httpx.Client(base_url=self.url, timeout=30.0)
-
-        def healthy() -> bool:
-            assert self.proc is not None
-            assert self.client is not None
-            if self.proc.poll() is not None:
-                raise SystemExit(
-                    f"{self.log_name} exited {self.proc.returncode}:\n{self.logs()[-3000:]}"
-                )
-            return self.client.get("/health").status_code == 200
-
         try:
-            wait_for(healthy, timeout=timeout, what="GET /api/v1/health")
-        except RuntimeError as exc:
-            raise SystemExit(f"{exc}\n{self.log_name} log:\n{self.logs()[-3000:]}") from None
+            super().start(timeout)
+        except AssertionError as exc:
+            raise SystemExit(str(exc)) from None
         return self
 
-    def logs(self) -> str:
-        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
-
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        assert self.client is not None
-        response = self.client.request(method, path, **kwargs)
+        response = super().api(method, path, **kwargs)
         if response.status_code >= 400:
             raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text[:500]}")
         return response
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM (the supervisor stops its instances); SIGKILL the whole tree if it hangs."""
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-        if self.proc is None:
-            return
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (the supervisor stops its instances); SIGKILL the whole tree if it hangs,
+        and whatever of its tree outlived it in any case."""
+        tree = self.descendants()
         try:
-            tree = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            tree = []
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                print(
-                    f"warning: {self.log_name} did not stop within {timeout} s; killing it",
-                    file=sys.stderr,
-                )
-        leftovers = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        kill_tree([self.proc, *leftovers])
-        self.proc.wait()
+            code = super().stop(timeout)
+        except AssertionError as exc:
+            print(f"warning: {exc}; killed it", file=sys.stderr)
+            code = None
+        kill_tree(tree)
+        return code
 
 
 SLEEPER = "#!/bin/sh\nexec sleep 3600\n"

@@ -17,7 +17,8 @@ def create_manager_app(
     manager: ClusterManager, *, token: str | None = None, audit: AuditLog | None = None
 ) -> FastAPI:
     """The node API over the whole cluster, and ``/api/v1/cluster/...``."""
-    app = create_app(manager, token=token, audit=audit)  # type: ignore[arg-type]
+    app = create_app(manager, token=token, audit=audit)
+    app.state.manager = manager  # the cluster views need more than the node API
     app.title = "pipevisor manager"
     app.include_router(routes.router, prefix=API_PREFIX)
     return app

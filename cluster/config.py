@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from supervisor.contract import StrictModel
-from supervisor.errors import InvalidConfigError
+from supervisor.nodeapi.errors import InvalidConfigError
 
 __all__ = ["ClusterConfig", "GroupConfig", "HealthConfig", "NodeConfig", "Pin", "load_config"]
 

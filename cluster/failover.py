@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from supervisor.errors import ConflictError, NotFoundError, SupervisorError
-from supervisor.views import CreateInstance
+from supervisor.nodeapi.errors import ConflictError, NotFoundError, SupervisorError
+from supervisor.nodeapi.models import CreateInstance
 
 from .ledger import Placement
 from .placement import NoNodeError

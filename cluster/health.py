@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from supervisor.errors import SupervisorError
+from supervisor.nodeapi.errors import SupervisorError
 
 from . import failover
 from .nodes import NodeState, NodeStatus

@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError
 
 from supervisor.atomicfile import write_atomic
 from supervisor.contract import StrictModel
-from supervisor.views import CreateInstance
+from supervisor.nodeapi.models import CreateInstance
 
 __all__ = ["Ledger", "Placement"]
 

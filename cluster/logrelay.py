@@ -38,7 +38,7 @@ class LogRelay:
         self._pub.setsockopt(zmq.LINGER, 0)
         self._pub.setsockopt(zmq.SNDHWM, 10_000)
         self._pub.bind(f"tcp://{self.host}:*")
-        self.url = self._pub.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.url = self._pub.get_string(zmq.LAST_ENDPOINT)
         if self.host in ("0.0.0.0", "*"):  # bound everywhere: name this host to clients
             self.url = f"tcp://{socket.getfqdn()}:{self.url.rpartition(':')[2]}"
         self._sub = self._ctx.socket(zmq.SUB)

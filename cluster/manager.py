@@ -1,6 +1,6 @@
 """The cluster manager: the REST face of one node, over many nodes.
 
-It implements the same ``SupervisorAPI`` as a node, so ``supervisor.api.create_app`` serves
+It implements the node API (``supervisor.nodeapi.NodeAPI``), so ``supervisor.api.create_app`` serves
 it unchanged: a client or the CLI cannot tell a manager from a node. Each call about an
 instance goes to the node that runs it; lists, node figures and logs are merged. Where a new
 instance runs is decided by ``placement`` and kept, with its reason, in the ``Ledger``.
@@ -24,16 +24,22 @@ from typing import Any
 import structlog
 
 from supervisor import __version__
-from supervisor.backgrounds import BackgroundInfo, BackgroundStore
-from supervisor.errors import (
+from supervisor.backgrounds import BackgroundStore
+from supervisor.folders import FolderAPI
+from supervisor.nodeapi import (
+    BackgroundInfo,
+    ConfigResult,
     ConflictError,
+    CreateInstance,
+    InstanceInfo,
     InstanceNotFoundError,
+    InstanceState,
+    LogEntry,
+    Preview,
+    RegistryChanges,
     UnavailableError,
 )
-from supervisor.logring import LogEntry
-from supervisor.preview import Preview
-from supervisor.registry import Registry, RegistryChanges
-from supervisor.views import ConfigResult, CreateInstance, InstanceInfo, InstanceState
+from supervisor.registry import Registry
 
 from .config import ClusterConfig
 from .health import HealthMonitor
@@ -51,7 +57,7 @@ __all__ = ["ClusterManager"]
 log = structlog.get_logger(__name__)
 
 
-class ClusterManager:
+class ClusterManager(FolderAPI):
     """Owns the view of every node and the placement of every instance."""
 
     def __init__(self, settings: ManagerSettings, rules: ClusterConfig) -> None:
@@ -61,7 +67,7 @@ class ClusterManager:
         assert settings.backgrounds is not None
         assert settings.state_dir is not None
         self.backgrounds = BackgroundStore(settings.backgrounds, settings.max_upload_bytes)
-        self.started_at = time.time()
+        self._started_at = time.time()
         self.pool = NodePool(rules.nodes, settings.token, settings.state_dir / "nodes.json")
         self.nodes = self.pool.nodes
         self.ledger = Ledger(settings.state_dir / "placements.json")
@@ -111,8 +117,20 @@ class ClusterManager:
         await self.pool.close()
         log.info("manager_stopped")
 
+    def interrupt(self, forced: bool) -> None:
+        """A signal: nothing to hurry (the nodes and their instances go on running; a log
+        follow ends when the server closes its connection)."""
+
     def _on_registry_change(self, changes: RegistryChanges) -> None:
         self.new_permanents.update(changes.added)
+
+    @property
+    def started_at(self) -> float:
+        return self._started_at
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.settings.max_upload_bytes
 
     @property
     def log_stream(self) -> str:
@@ -157,10 +175,10 @@ class ClusterManager:
         if placement is not None:
             if placement.node is None:
                 raise UnavailableError(f"instance {name!r} waits for a node: {placement.why}")
-            node = self.nodes.get(placement.node)
-            if node is not None and node.up and node.client is not None:
-                return node
-            state = "unknown" if node is None else str(node.status)
+            holder = self.nodes.get(placement.node)
+            if holder is not None and holder.up and holder.client is not None:
+                return holder
+            state = "unknown" if holder is None else str(holder.status)
             raise UnavailableError(
                 f"instance {name!r} runs on node {placement.node!r}, which is {state}"
             )
@@ -178,12 +196,12 @@ class ClusterManager:
         self.changed()
         return InstanceInfo.model_validate(info)
 
-    # -- the SupervisorAPI: lists and node figures -----------------------------------------
+    # -- the NodeAPI: lists and node figures ----------------------------------------------
 
-    def list_instances(self) -> list[InstanceInfo]:
+    async def list_instances(self) -> list[InstanceInfo]:
         return [InstanceInfo.model_validate(i) for i in self._merged()]
 
-    def list_instances_json(self) -> bytes:
+    async def list_instances_json(self) -> bytes:
         if self._json is None:
             self._json = json.dumps(self._merged(), separators=(",", ":")).encode()
         return self._json
@@ -195,7 +213,7 @@ class ClusterManager:
                 merged.setdefault(name, info)
         return [merged[name] for name in sorted(merged)]
 
-    def node_info(self) -> dict[str, Any]:
+    async def node_info(self) -> dict[str, Any]:
         states = {str(s): 0 for s in InstanceState}
         instances = self._merged()
         for info in instances:
@@ -208,8 +226,8 @@ class ClusterManager:
             "version": __version__,
             "hostname": f"cluster of {len(self.nodes)} nodes ({socket.gethostname()})",
             "pid": os.getpid(),
-            "started_at": self.started_at,
-            "uptime": time.time() - self.started_at,
+            "started_at": self._started_at,
+            "uptime": time.time() - self._started_at,
             "registry": str(self.settings.registry),
             "instances": len(instances),
             "states": states,
@@ -223,7 +241,7 @@ class ClusterManager:
             },
         }
 
-    # -- the SupervisorAPI: one instance -----------------------------------------------------
+    # -- the NodeAPI: one instance ----------------------------------------------------------
 
     async def get_instance(self, name: str) -> InstanceInfo:
         node = self._holder(name)
@@ -260,7 +278,8 @@ class ClusterManager:
 
     async def get_config(self, name: str) -> dict[str, Any]:
         node = self._holder(name)
-        return await self._client(node).json("GET", f"/instances/{name}/config")
+        config: dict[str, Any] = await self._client(node).json("GET", f"/instances/{name}/config")
+        return config
 
     async def update_config(self, name: str, patch: dict[str, Any]) -> ConfigResult:
         return await self._config(name, "PATCH", patch)
@@ -288,7 +307,7 @@ class ClusterManager:
             self.changed()
         return result
 
-    # -- the SupervisorAPI: creating -------------------------------------------------------
+    # -- the NodeAPI: creating ------------------------------------------------------------
 
     async def create_instance(self, req: CreateInstance) -> InstanceInfo:
         self.registry.get(req.entry)  # 404 for an unknown entry, as on a node
@@ -415,7 +434,7 @@ class ClusterManager:
             node.pending += 1
             return self._remember(node, answer)
 
-    # -- the SupervisorAPI: logs, previews, backgrounds ------------------------------------
+    # -- the NodeAPI: logs, previews, backgrounds -----------------------------------------
 
     async def tail_logs(
         self, name: str, n: int = 100, since_seq: int | None = None
@@ -427,7 +446,7 @@ class ClusterManager:
         entries = await self._client(node).json("GET", f"/instances/{name}/logs", params=params)
         return [LogEntry(**e) for e in entries]
 
-    def follow_logs(self, name: str, since_seq: int | None = None) -> AsyncIterator[LogEntry]:
+    async def follow_logs(self, name: str, since_seq: int | None = None) -> AsyncIterator[LogEntry]:
         return self._follow(self._holder(name), name, since_seq)
 
     async def _follow(
@@ -444,7 +463,7 @@ class ClusterManager:
             # The node went away: the follow ends; the client's EventSource asks again.
             log.info("log_follow_ended", instance=name, node=node.name, reason=exc.message)
 
-    def log_stream_url(self) -> str:
+    async def log_stream_url(self) -> str:
         return self.log_stream
 
     async def preview(

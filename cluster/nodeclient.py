@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from supervisor.errors import (
+from supervisor.nodeapi.errors import (
     ConflictError,
     InvalidConfigError,
     NotFoundError,
@@ -92,7 +92,7 @@ class NodeClient:
         **kwargs: Any,
     ) -> httpx.Response:
         """The node's answer to one call; an error answer or no answer raises."""
-        extra = {"timeout": timeout} if timeout is not None else {}
+        extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
         try:
             answer = await self._http.request(method, path, **kwargs, **extra)
         except httpx.HTTPError as exc:

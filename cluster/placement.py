@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from supervisor.errors import UnavailableError
+from supervisor.nodeapi.errors import UnavailableError
 
 from .config import ClusterConfig
 

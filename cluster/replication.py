@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
 
-from supervisor import registry_files
-from supervisor.errors import InvalidConfigError, NotFoundError, SupervisorError
+from supervisor.nodeapi.errors import InvalidConfigError, NotFoundError, SupervisorError
+from supervisor.registry import Registry
 
 if TYPE_CHECKING:
     from .manager import ClusterManager
@@ -48,7 +48,7 @@ def _registry_files(root: Path) -> dict[str, _File]:
     except OSError:
         return {}
     for d in entries:
-        if not registry_files.is_listed(d.name):
+        if not Registry.lists(d.name):
             continue
         try:
             st = d.stat()
@@ -142,7 +142,7 @@ class Replicator:
         """Everything a node needs before it takes instances: the registry files it lacks or
         has otherwise (by SHA-256) and the backgrounds it lacks. Raises if it cannot be done."""
         assert node.client is not None
-        ours = await asyncio.to_thread(registry_files.list_files, self._registry_root())
+        ours = await self.manager.list_files()
         try:
             listed = await node.client.json("GET", "/registry/files") or []
         except NotFoundError:

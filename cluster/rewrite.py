@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from supervisor.registry import Entry
-from supervisor.specs import InputSpec, OutputSpec
-from supervisor.views import CreateInstance
+from supervisor.contract import SocketMode
+from supervisor.nodeapi.models import CreateInstance, Entry
+from supervisor.nodeapi.specs import InputSpec, OutputSpec
 
 __all__ = ["node_request"]
 
@@ -56,5 +56,5 @@ def _remote_input(spec: InputSpec, node: str, where: Where) -> InputSpec:
     stream = info.get("stream")
     if not stream:
         return spec
-    mode = spec.mode or ("PULL" if info.get("output_mode") == "PUSH" else "SUB")
+    mode = spec.mode or (SocketMode.PULL if info.get("output_mode") == "PUSH" else SocketMode.SUB)
     return InputSpec(url=stream, mode=mode)

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from supervisor.atomicfile import write_atomic
 from supervisor.contract import StrictModel
-from supervisor.errors import ConflictError, NotFoundError
+from supervisor.nodeapi.errors import ConflictError, NotFoundError
 
 from .config import ClusterConfig
 from .ledger import Placement
@@ -25,7 +25,8 @@ router = APIRouter(prefix="/cluster", tags=["cluster"])
 
 async def get_manager(request: Request) -> ClusterManager:
     """The manager this app serves."""
-    return request.app.state.supervisor
+    manager: ClusterManager = request.app.state.manager
+    return manager
 
 
 Mgr = Annotated[ClusterManager, Depends(get_manager)]

@@ -17,35 +17,22 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field
 
 from .atomicfile import write_atomic
-from .contract import StrictModel
-from .errors import InvalidConfigError, InvalidNameError, NotFoundError, PayloadTooLargeError
+from .nodeapi.errors import (
+    BackgroundNotFoundError,
+    InvalidConfigError,
+    InvalidNameError,
+    PayloadTooLargeError,
+)
+from .nodeapi.models import BackgroundInfo
 
-__all__ = ["BackgroundInfo", "BackgroundNotFoundError", "BackgroundStore", "background_id"]
+__all__ = ["BackgroundStore", "background_id"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _STAMP = "%Y%m%d_%H%M%S_%f"
 _STAMP_RE = r"_(\d{8}_\d{6}_\d{6})"
 _KINDS = "iuf"  # integer, unsigned and float arrays; never objects, strings or records
-
-
-class BackgroundNotFoundError(NotFoundError):
-    """No background of that id, or none for that camera."""
-
-
-class BackgroundInfo(StrictModel):
-    """What the API shows of one background."""
-
-    id: str = Field(description="The background id: the file name without '.npy'.")
-    camera: str | None = Field(
-        None, description="The camera it was collected from, if its id says so."
-    )
-    created: float = Field(description="Unix time it was collected (from the id) or written.")
-    shape: list[int] = Field(description="Array shape, numpy order: [height, width].")
-    dtype: str = Field(description="Array dtype, e.g. 'uint16'.")
-    size: int = Field(description="File size in bytes.")
 
 
 def background_id(camera: str, when: datetime | None = None) -> str:

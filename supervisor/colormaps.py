@@ -11,8 +11,9 @@ default to ``rainbow``.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
-from .errors import InvalidConfigError
+from .nodeapi.errors import InvalidConfigError
 
 __all__ = ["COLORMAP_NAMES", "lookup_table"]
 
@@ -115,6 +116,7 @@ def lookup_table(name: str) -> np.ndarray:
         InvalidConfigError: no colormap of that name.
     """
     x = np.linspace(0.0, 1.0, 256)
+    rgb: npt.NDArray[np.float64]  # (256, 3): R, G, B at each x, clipped to [0, 1] below
     if name == "rainbow":  # matplotlib's gfunc 33, 13, 10
         rgb = np.stack([np.abs(2 * x - 0.5), np.sin(np.pi * x), np.cos(np.pi * x / 2)], axis=1)
     elif name in ("viridis", "inferno"):
@@ -123,7 +125,13 @@ def lookup_table(name: str) -> np.ndarray:
         rgb = np.stack([np.interp(x, at, table[:, c]) for c in range(3)], axis=1)
     elif name in ("gray", "jet"):
         channels = _GRAY if name == "gray" else _JET
-        rgb = np.stack([np.interp(x, *zip(*points, strict=True)) for points in channels], axis=1)
+        rgb = np.stack(
+            [
+                np.interp(x, [pos for pos, _ in points], [v for _, v in points])
+                for points in channels
+            ],
+            axis=1,
+        )
     else:
         raise InvalidConfigError(
             f"unknown colormap {name!r}; the colormaps are {', '.join(COLORMAP_NAMES)}"

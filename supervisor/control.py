@@ -18,7 +18,7 @@ import zmq.asyncio
 from .contract import ConfigUpdate, MessageError, dump_message, parse_program_message
 from .contract.messages import ConfigAck, ConfigError, Hello, Ready, Report, Status
 
-__all__ = ["ControlServer", "ProgramMessageHandler"]
+__all__ = ["ControlServer", "ProgramMessage", "ProgramMessageHandler"]
 
 log = structlog.get_logger(__name__)
 
@@ -29,17 +29,18 @@ ProgramMessageHandler = Callable[[bytes, ProgramMessage], None]
 class ControlServer:
     """Receives program messages, hands them to ``handler``; sends configs to routing ids."""
 
-    def __init__(self, ctx: zmq.asyncio.Context, handler: ProgramMessageHandler) -> None:
+    def __init__(self, ctx: zmq.asyncio.Context) -> None:
         self._ctx = ctx
-        self._handler = handler
+        self._handler: ProgramMessageHandler | None = None
         self._sock: zmq.asyncio.Socket | None = None
         self._task: asyncio.Task[None] | None = None
         self.url = ""
         self.malformed = 0
         self._last_warning = 0.0
 
-    async def start(self, host: str = "127.0.0.1") -> None:
-        """Bind the ROUTER on ``host`` (any free port) and start receiving."""
+    async def start(self, handler: ProgramMessageHandler, host: str = "127.0.0.1") -> None:
+        """Bind the ROUTER on ``host`` (any free port) and hand every message to ``handler``."""
+        self._handler = handler
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
@@ -60,6 +61,7 @@ class ControlServer:
 
     async def _receive(self) -> None:
         assert self._sock is not None
+        assert self._handler is not None
         while True:
             frames = await self._sock.recv_multipart()
             if len(frames) != 2:

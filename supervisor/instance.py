@@ -17,10 +17,10 @@ import structlog
 
 from .contract import ConfigUpdate
 from .contract.messages import ConfigAck, ConfigError, Hello, Ready, Report, Status
-from .errors import ConflictError, InvalidConfigError
-from .process import ExitStatus, ProgramProcess, describe_exit
-from .specs import EntrySpec, RestartMode
-from .views import (
+from .instance_view import instance_info, next_stats
+from .instance_watch import check_idle, check_stall
+from .nodeapi.errors import ConflictError, InvalidConfigError
+from .nodeapi.models import (
     ConfigResult,
     InstanceInfo,
     InstanceState,
@@ -28,6 +28,8 @@ from .views import (
     LogStats,
     ResourceStats,
 )
+from .nodeapi.specs import EntrySpec, RestartMode
+from .process import ExitStatus, ProgramProcess, describe_exit
 
 __all__ = ["Instance", "InstanceHooks"]
 
@@ -73,11 +75,11 @@ class Instance:
         self.last_error: str | None = None  # the current run's last logged error
         self.resources = ResourceStats()  # the process tree, sampled by the node's monitor
         self.stalled = False
-        self._stall_restart: asyncio.Task[None] | None = None
+        self.stall_restart: asyncio.Task[None] | None = None
         self.on_demand = False  # created for a client or a reader (see check_idle)
         self.permanent = False  # starts with the supervisor, always runs
         self.idle_since: float | None = None
-        self._idle_stop: asyncio.Task[None] | None = None
+        self.idle_stop: asyncio.Task[None] | None = None
         self.next_start_at: float | None = None
         self.ready = False
         self.speaks_contract = False
@@ -281,88 +283,16 @@ class Instance:
 
     def _update_stats(self, status: Status) -> None:
         now = time.time()
-        prev = self.stats
-        values = status.model_dump(exclude={"kind", "instance", "run"})
-        rate_in = rate_out = byte_rate_in = byte_rate_out = 0.0
-        if prev.updated is not None and now > prev.updated:
-            dt = now - prev.updated
-            rate_in = max(0, status.messages_in - prev.messages_in) / dt
-            rate_out = max(0, status.messages_out - prev.messages_out) / dt
-            byte_rate_in = max(0, status.bytes_in - prev.bytes_in) / dt
-            byte_rate_out = max(0, status.bytes_out - prev.bytes_out) / dt
-        moved_in = status.messages_in > prev.messages_in
-        moved_out = status.messages_out > prev.messages_out
-        self.stats = InstanceStats(
-            **values,
-            rate_in=rate_in,
-            rate_out=rate_out,
-            byte_rate_in=byte_rate_in,
-            byte_rate_out=byte_rate_out,
-            updated=now,
-            last_input_at=now if moved_in else prev.last_input_at,
-            last_output_at=now if moved_out else prev.last_output_at,
-        )
+        self.stats = next_stats(self.stats, status, now)
         self.check_stall(now)
 
     def check_idle(self, now: float) -> None:
-        """An on-demand instance without clients stops after its entry's no_client_timeout.
-
-        The clients are the program's own count (its status); one that does not count them is
-        never stopped this way. The countdown starts once the program is ready, so the client
-        that asked for the stream has the whole timeout to connect."""
-        timeout = self.spec.no_client_timeout
-        clients = self.stats.clients
-        if (
-            not self.on_demand
-            or timeout <= 0
-            or self.state != InstanceState.RUNNING
-            or not self.ready
-            or clients is None
-            or self.desired != "running"
-            or clients > 0
-        ):
-            if self.idle_since is not None:  # assigned only on a change: it re-renders the JSON
-                self.idle_since = None
-            return
-        if self.idle_since is None:
-            self.idle_since = now
-        elif now - self.idle_since >= timeout:
-            self.hooks.record(self, "info", f"no client for {timeout:g} s: stopped (on demand)")
-            self._idle_stop = asyncio.get_running_loop().create_task(self.stop())
+        """Stop an on-demand run without clients (see ``supervisor.instance_watch``)."""
+        check_idle(self, now)
 
     def check_stall(self, now: float) -> None:
-        """Mark the instance stalled when its input moved but its output has not for the
-        entry's ``stall_timeout``; log it once, and restart it if the entry asks for that."""
-        timeout = self.spec.stall_timeout
-        stats = self.stats
-        if (
-            timeout is None
-            or self.state != InstanceState.RUNNING
-            or self.process is None
-            or not self.spec.output.enabled
-            or stats.last_input_at is None
-        ):
-            if self.stalled:
-                self.stalled = False  # not running any more: nothing to say
-            return
-        quiet_since = stats.last_output_at or self.process.started
-        stalled = (
-            stats.last_input_at > quiet_since
-            and now - stats.last_input_at < timeout  # the input still flows
-            and now - quiet_since >= timeout
-        )
-        if stalled == self.stalled:
-            return
-        self.stalled = stalled
-        if not stalled:
-            self.hooks.record(self, "info", "output moves again: no longer stalled")
-            return
-        message = f"stalled: input flows but no output for {now - quiet_since:.0f} s"
-        if self.spec.restart_on_stall:
-            self.hooks.record(self, "warning", f"{message}; restarting it (restart_on_stall)")
-            self._stall_restart = asyncio.get_running_loop().create_task(self.restart())
-        else:
-            self.hooks.record(self, "warning", message)
+        """Mark a run whose output stopped (see ``supervisor.instance_watch``)."""
+        check_stall(self, now)
 
     def _resolve(self, seq: int, error: str | None) -> None:
         future = self._pending.pop(seq, None)
@@ -421,60 +351,6 @@ class Instance:
             self._json_key = key
         return self._json
 
-    def _reason(self) -> str:
-        """The reason, with what the program last logged as an error when its run failed.
-
-        Composed when asked, not at the exit: the record may arrive after the exit is seen."""
-        status = self.exit_status
-        if (
-            self.last_error
-            and self.process is None
-            and status is not None
-            and not status.success
-            and self.state in (InstanceState.BACKOFF, InstanceState.FAILED)
-        ):
-            return f"{self.reason}; it logged: {self.last_error}"
-        return self.reason
-
     def info(self) -> InstanceInfo:
-        """A snapshot for the API (built without re-validating: every value is already typed)."""
-        status = self.exit_status
-        return InstanceInfo.model_construct(
-            name=self.name,
-            entry=self.entry,
-            state=self.state,
-            desired=self.desired,
-            reason=self._reason(),
-            pid=self.process.pid if self.process else None,
-            run=self.run,
-            restarts=self.restarts,
-            exit_code=status.code if status else None,
-            exit_signal=status.signal_name if status else None,
-            started_at=self.process.started if self.process else None,
-            next_start_at=self.next_start_at,
-            ready=self.ready,
-            speaks_contract=self.speaks_contract,
-            stream=self.stream_url,
-            output_mode=str(self.spec.output.mode) if self.spec.output.enabled else None,
-            input=self.spec.input,
-            data_url=self.data_url,
-            merge_urls=list(self.merge_urls),
-            gather_urls=list(self.gather_urls),
-            report=self.report,
-            config=self.config,
-            config_seq=self.config_seq,
-            config_pending_restart=self.config_pending_restart,
-            restart_policy=self.spec.restart,
-            stats=self.stats,
-            resources=self.resources,
-            stalled=self.stalled,
-            permanent=self.permanent,
-            on_demand=self.on_demand,
-            idle_since=self.idle_since,
-            stops_at=(
-                self.idle_since + self.spec.no_client_timeout
-                if self.idle_since is not None
-                else None
-            ),
-            logs=LogStats(),
-        )
+        """A snapshot for the API (see ``supervisor.instance_view``)."""
+        return instance_info(self)

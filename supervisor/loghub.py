@@ -26,7 +26,8 @@ import zmq
 import zmq.asyncio
 
 from .contract import MessageError, parse_log_record
-from .logring import Follower, InstanceLog, LogEntry, cut_head, cut_tail
+from .logring import Follower, InstanceLog, cut_head, cut_tail
+from .nodeapi.models import LogEntry
 from .pipes import PipeReader, RingSink
 
 __all__ = ["LogEntry", "LogHub"]
@@ -79,8 +80,8 @@ class LogHub:
         self._logs: dict[str, InstanceLog] = {}
         self._followers: dict[str, set[Follower]] = {}
         self._pipes: set[PipeReader] = set()
-        self._pull: zmq.Socket | None = None
-        self._pub: zmq.Socket | None = None
+        self._pull: zmq.Socket[bytes] | None = None
+        self._pub: zmq.Socket[bytes] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._topics: set[bytes] = set()  # the subscribers' prefixes
         self._wanted: dict[str, bool] = {}  # instance -> some prefix matches (a cache)
@@ -91,7 +92,7 @@ class LogHub:
 
     async def start(
         self,
-        ctx: zmq.asyncio.Context | zmq.Context,
+        ctx: zmq.asyncio.Context | zmq.Context[zmq.Socket[bytes]],
         host: str = "127.0.0.1",
         *,
         pub_host: str | None = None,
@@ -111,8 +112,8 @@ class LogHub:
             pull.close(linger=0)
             pub.close(linger=0)
             raise
-        self.log_url = pull.last_endpoint.decode()
-        self.pub_url = pub.last_endpoint.decode()
+        self.log_url = pull.get_string(zmq.LAST_ENDPOINT)
+        self.pub_url = pub.get_string(zmq.LAST_ENDPOINT)
         if advertise:
             self.pub_url = f"tcp://{advertise}:{self.pub_url.rpartition(':')[2]}"
         self._pull, self._pub = pull, pub
@@ -216,13 +217,13 @@ class LogHub:
         self._pipes.add(reader)
         reader.start()
 
-    async def _drain(self, sock: zmq.Socket, handle: Callable[[bytes], None]) -> None:
+    async def _drain(self, sock: zmq.Socket[bytes], handle: Callable[[bytes], None]) -> None:
         # The async wrapper only waits for readability; frames are read through the plain
         # socket with NOBLOCK, which costs no Future per frame.
         waiter = zmq.asyncio.Socket.from_socket(sock)
         batch = self.batch
         while True:
-            await waiter.poll(None, zmq.POLLIN)
+            await waiter.poll(None)  # flags default to POLLIN (pyzmq's stub omits them)
             for _ in range(batch):
                 try:
                     frame = sock.recv(zmq.NOBLOCK)
@@ -342,8 +343,8 @@ class LogHub:
         try:
             for entry in backlog:
                 yield entry
-            while (entry := await follower.get()) is not None:
-                yield entry
+            while (live := await follower.get()) is not None:
+                yield live
         finally:
             followers.discard(follower)
             if not followers and self._followers.get(instance) is followers:

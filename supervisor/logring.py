@@ -15,49 +15,13 @@ import itertools
 import time as _time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HOLD_LINES", "Follower", "InstanceLog", "LogEntry", "cut_head", "cut_tail"]
+from .nodeapi.models import LogEntry
+
+__all__ = ["HOLD_LINES", "Follower", "InstanceLog", "cut_head", "cut_tail"]
 
 HOLD_LINES = 20  # the last lines of a gap that are stored when it ends
-
-
-@dataclass(slots=True)
-class LogEntry:
-    """One stored log line or record of an instance.
-
-    ``source`` is "stdout", "stderr", "log" (the LOG channel) or "supervisor" (events the
-    supervisor records for the instance). Pipe lines get level "info" from stdout and "warning"
-    from stderr: stderr carries warnings and tracebacks more often than normal output, but not
-    always errors.
-    """
-
-    seq: int
-    time: float
-    instance: str
-    run: int
-    source: str
-    level: str
-    message: str
-    logger: str = ""
-    fields: dict[str, Any] | None = None
-    exc: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The entry as a JSON-ready dict (the PUB and REST form)."""
-        return {
-            "seq": self.seq,
-            "time": self.time,
-            "instance": self.instance,
-            "run": self.run,
-            "source": self.source,
-            "level": self.level,
-            "message": self.message,
-            "logger": self.logger,
-            "fields": self.fields,
-            "exc": self.exc,
-        }
 
 
 def cut_head(text: str, limit: int) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from .views import NodeResources, ResourceStats
+from .nodeapi.models import NodeResources, ResourceStats
 
 __all__ = ["NodeSampler", "TreeSampler"]
 

@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from .logring import HOLD_LINES, InstanceLog, LogEntry
+from .logring import HOLD_LINES, InstanceLog
+from .nodeapi.models import LogEntry
 
 __all__ = ["CHUNK_BYTES", "LineSink", "PipeReader", "RingSink"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from .errors import ConflictError
+from .nodeapi.errors import ConflictError
 
 __all__ = ["PortAllocator"]
 

@@ -16,44 +16,22 @@ import functools
 import math
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from .colormaps import lookup_table
-from .errors import InvalidConfigError
+from .nodeapi.errors import InvalidConfigError
+from .nodeapi.models import Preview
 from .png import encode_png
 
-__all__ = ["Preview", "PreviewCache", "block_mean", "check_preview", "render_preview"]
+__all__ = ["PreviewCache", "block_mean", "check_preview", "render_preview"]
 
 T = TypeVar("T")
 
 Grab = Callable[[], Awaitable[tuple[np.ndarray, int]]]
 """Gets the latest image of a stream and its pulse id."""
-
-
-@dataclass(frozen=True, slots=True)
-class Preview:
-    """One rendered preview.
-
-    Attributes:
-        png: The PNG file.
-        pulse_id: The pulse id of the frame.
-        shape: The frame's shape before the reduction, numpy order: (height, width).
-        vmin: The value drawn with the colormap's first colour (lower values too).
-        vmax: The value drawn with its last colour (higher values too).
-        time: Unix time the frame was received.
-        render_seconds: How long the reduction, mapping and encoding took.
-    """
-
-    png: bytes
-    pulse_id: int
-    shape: tuple[int, int]
-    vmin: float
-    vmax: float
-    time: float
-    render_seconds: float
 
 
 def check_preview(colormap: str, width: int, vmin: float | None, vmax: float | None) -> None:
@@ -88,7 +66,7 @@ def block_mean(image: np.ndarray, width: int) -> np.ndarray:
         return image.astype(dtype)
     image = image[: height // rows * rows, : full_width // step * step]
     # Strided adds: each one a single pass over contiguous rows, ~7x faster than a 4-D sum.
-    summed = image[0::rows].astype(dtype)
+    summed: npt.NDArray[np.float64 | np.float32] = image[0::rows].astype(dtype)
     for i in range(1, rows):
         summed += image[i::rows]
     reduced = np.ascontiguousarray(summed[:, 0::step])

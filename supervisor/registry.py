@@ -18,37 +18,21 @@ import stat
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple
 
 import structlog
-from pydantic import ConfigDict, Field
 
 from . import registry_files
-from .contract import StrictModel
-from .errors import EntryNotFoundError, InvalidConfigError, InvalidEntryError
-from .specs import EntrySpec
+from .nodeapi.errors import EntryNotFoundError, InvalidConfigError, InvalidEntryError
+from .nodeapi.models import Entry, EntryKind, RegistryChanges, RegistryFile
+from .nodeapi.specs import EntrySpec
 
-__all__ = [
-    "Entry",
-    "EntryKind",
-    "Registry",
-    "RegistryChanges",
-]
+__all__ = ["Registry"]
 
 log = structlog.get_logger(__name__)
 
 _RUNNER = ("-u", "-m", "runners.python")
-
-
-class EntryKind(StrEnum):
-    """What kind of file defines an entry."""
-
-    EXECUTABLE = "executable"
-    SCRIPT = "script"
-    CONFIG = "config"
-    EXTENSION = "extension"
 
 
 _PRECEDENCE = {
@@ -57,40 +41,6 @@ _PRECEDENCE = {
     EntryKind.EXECUTABLE: 2,
     EntryKind.EXTENSION: 3,
 }
-
-
-class Entry(StrictModel):
-    """A pipeline of the registry, valid or not."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str = Field(description="Entry name: the file stem.")
-    kind: EntryKind = Field(description="executable, script, config or extension.")
-    filename: str = Field(description="The registry file that defines the entry.")
-    valid: bool = Field(description="False when the entry cannot be started; see error.")
-    error: str | None = Field(None, description="Why the entry is invalid, quoting the file.")
-    modified: float = Field(
-        description="Last modification of the entry's files (a config's JSON or its program), "
-        "Unix seconds."
-    )
-    spec: EntrySpec | None = Field(
-        None, description="The parsed JSON of a config; a default spec for a script or executable."
-    )
-    argv: list[str] | None = Field(None, description="The resolved command line; None if invalid.")
-    description: str = Field("", description="One line for people.")
-
-
-class RegistryChanges(StrictModel):
-    """Entry names that a scan found added, changed or removed; false when nothing changed."""
-
-    model_config = ConfigDict(frozen=True)
-
-    added: list[str] = Field(default_factory=list, description="New entry names.")
-    changed: list[str] = Field(default_factory=list, description="Entries whose files changed.")
-    removed: list[str] = Field(default_factory=list, description="Entry names that are gone.")
-
-    def __bool__(self) -> bool:
-        return bool(self.added or self.changed or self.removed)
 
 
 class _Stat(NamedTuple):
@@ -235,7 +185,12 @@ class Registry:
                         log.exception("registry_on_change_failed", registry=str(self.root))
             await asyncio.sleep(interval)
 
-    def file_list(self) -> list[registry_files.RegistryFile]:
+    @staticmethod
+    def lists(name: str) -> bool:
+        """Whether a folder entry of this name can be a registry file (not hidden, no cache)."""
+        return registry_files.is_listed(name)
+
+    def file_list(self) -> list[RegistryFile]:
         """Every plain file of the registry, with its size and SHA-256."""
         return registry_files.list_files(self.root)
 

@@ -18,24 +18,23 @@ import tokenize
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from .atomicfile import fsync_folder, write_atomic
-from .contract import StrictModel
-from .errors import (
+from .nodeapi.errors import (
     ConflictError,
     EntryNotFoundError,
     InvalidEntryError,
     InvalidNameError,
     PayloadTooLargeError,
 )
-from .specs import EntrySpec
+from .nodeapi.models import RegistryFile
+from .nodeapi.specs import EntrySpec
 
 __all__ = [
     "BUILTINS_GROUP",
     "MAX_NAME_LENGTH",
     "TEMP_PREFIX",
-    "RegistryFile",
     "builtin_names",
     "check_size",
     "delete_file",
@@ -225,15 +224,6 @@ def script_description(path: Path) -> str:
         except (tokenize.TokenError, SyntaxError, ValueError, UnicodeDecodeError):
             return ""
     return ""
-
-
-class RegistryFile(StrictModel):
-    """One registry file, as ``GET /api/v1/registry/files`` lists it."""
-
-    filename: str = Field(description="File name in the registry.")
-    size: int = Field(description="Bytes.")
-    sha256: str = Field(description="SHA-256 of the content, hex.")
-    executable: bool = Field(description="It has an execute bit (a program).")
 
 
 def is_listed(name: str) -> bool:

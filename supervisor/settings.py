@@ -1,30 +1,51 @@
-"""Settings of one supervisor node, from the command line or the environment."""
+"""Settings of a service (a node, a manager) and of one supervisor node, from the command line
+or the environment."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from .contract import StrictModel
 
-__all__ = ["Settings"]
+__all__ = ["ServiceSettings", "Settings"]
 
 
-class Settings(StrictModel):
-    """Everything ``pipevisor serve`` can be told."""
+class ServiceSettings(StrictModel):
+    """What every served node API is told: its folders, its REST address, token and logging."""
+
+    STATE_DIR_NAME: ClassVar[str] = ".pipevisor"  # in REGISTRY, unless state_dir is given
 
     registry: Path = Field(description="The registry folder.")
     state_dir: Path | None = Field(
         None,
-        description="Where desired state and the audit log live (default: REGISTRY/.pipevisor).",
+        description="Where desired state and the audit log live (default: in REGISTRY).",
     )
     backgrounds: Path | None = Field(
         None, description="Folder of background images (default: 'backgrounds' beside REGISTRY)."
     )
     api_host: str = Field("127.0.0.1", description="Interface the REST API listens on.")
     api_port: int = Field(8090, ge=0, le=65535, description="REST port (0: any free port).")
+    token: str | None = Field(
+        None, description="Bearer token required by mutating endpoints (None: no protection)."
+    )
+    log_format: Literal["console", "json"] = Field("console", description="Log format.")
+    max_upload_bytes: int = Field(64 * 2**20, gt=0, description="Largest registry upload.")
+
+    @model_validator(mode="after")
+    def _folders(self) -> ServiceSettings:
+        if self.state_dir is None:
+            self.state_dir = self.registry / self.STATE_DIR_NAME
+        if self.backgrounds is None:
+            self.backgrounds = self.registry.absolute().parent / "backgrounds"
+        return self
+
+
+class Settings(ServiceSettings):
+    """Everything ``pipevisor serve`` can be told."""
+
     control_host: str = Field(
         "127.0.0.1", description="Interface of the CONFIG and LOG sockets (programs are local)."
     )
@@ -37,10 +58,6 @@ class Settings(StrictModel):
     port_range: tuple[int, int] = Field(
         (11100, 12100), description="Output ports handed to instances, [first, last)."
     )
-    token: str | None = Field(
-        None, description="Bearer token required by mutating endpoints (None: no protection)."
-    )
-    log_format: Literal["console", "json"] = Field("console", description="Supervisor log format.")
     status_interval: float = Field(
         1.0, gt=0, description="Seconds between program status messages."
     )
@@ -49,7 +66,6 @@ class Settings(StrictModel):
     )
     log_capacity: int = Field(2000, ge=10, description="Log entries kept per instance.")
     log_rate: float = Field(5000.0, gt=0, description="Log lines per second stored per instance.")
-    max_upload_bytes: int = Field(64 * 2**20, gt=0, description="Largest registry upload.")
     monitor_interval: float = Field(
         1.0,
         ge=0,
@@ -80,11 +96,7 @@ class Settings(StrictModel):
         return self.manager is not None
 
     @model_validator(mode="after")
-    def _defaults(self) -> Settings:
-        if self.state_dir is None:
-            self.state_dir = self.registry / ".pipevisor"
-        if self.backgrounds is None:
-            self.backgrounds = self.registry.absolute().parent / "backgrounds"
+    def _ports(self) -> Settings:
         if self.port_range[0] >= self.port_range[1]:
             raise ValueError(f"port_range {self.port_range} is empty")
         return self

@@ -12,7 +12,7 @@ from pydantic import Field, ValidationError
 
 from .atomicfile import write_atomic
 from .contract import StrictModel
-from .specs import InputSpec, OutputSpec, RestartPolicy
+from .nodeapi.specs import InputSpec, OutputSpec, RestartPolicy
 
 __all__ = ["InstanceRecord", "StateStore"]
 

@@ -12,7 +12,7 @@ import zmq
 
 from .contract import SocketMode
 from .contract.bsread import DecodeError, Decoder
-from .errors import ConflictError
+from .nodeapi.errors import ConflictError
 
 __all__ = ["average_images", "latest_image"]
 
@@ -20,7 +20,7 @@ _POLL_MS = 100
 
 
 def average_images(
-    context: zmq.Context,
+    context: zmq.Context[zmq.Socket[bytes]],
     url: str,
     mode: SocketMode,
     n_images: int,
@@ -62,7 +62,9 @@ def average_images(
             except DecodeError:
                 malformed += 1
                 continue
-            image = None if message is None else message.data.get(channel)
+            if message is None:
+                continue
+            image = message.data.get(channel)
             if not isinstance(image, np.ndarray) or image.ndim != 2:
                 continue
             if total is None:
@@ -86,7 +88,7 @@ def average_images(
 
 
 def latest_image(
-    context: zmq.Context,
+    context: zmq.Context[zmq.Socket[bytes]],
     url: str,
     timeout: float,
     channel: str = "image",

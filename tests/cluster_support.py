@@ -20,7 +20,7 @@ import psutil
 import zmq
 
 from supervisor.contract.bsread import Decoder
-from tests.support import SupervisorProcess, free_port, wait_for
+from supervisor.testing import SupervisorProcess, free_port, kill_tree, wait_for
 
 __all__ = ["Cluster", "ManagerProcess", "receive_pulse_ids", "start_cluster"]
 
@@ -197,12 +197,8 @@ class Cluster:
                 errors.append(str(exc))
         left = _wait_gone(self._owned.values(), timeout=10.0)
         if left:
-            for proc in left:
-                try:
-                    proc.kill()
-                except psutil.NoSuchProcess:
-                    pass
             errors.append(f"cluster processes left behind: {[(p.pid, p.name()) for p in left]}")
+            kill_tree(left)
         assert not errors, "; ".join(errors)
 
 

@@ -1,4 +1,7 @@
-"""A real uvicorn server around the API of a fake supervisor, for tests of API clients (the CLI)."""
+"""A real uvicorn server around the API of a fake node, for tests of API clients (the CLI).
+
+``TOKEN`` and ``UPLOAD_LIMIT`` are what the unit tests' fake nodes and secured apps use.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,14 @@ from dataclasses import dataclass
 import uvicorn
 
 from supervisor.api import create_app
-from tests.fake_supervisor import FakeSupervisor
-from tests.support import wait_for
+from supervisor.testing import FakeNode, wait_for
 
-__all__ = ["LiveServer", "Run", "serve", "stop"]
+__all__ = ["TOKEN", "UPLOAD_LIMIT", "LiveServer", "Run", "serve", "stop"]
+
+TOKEN = "s3cret-token"
+"""The bearer token of the secured servers and apps."""
+UPLOAD_LIMIT = 4096
+"""The fake nodes' upload limit (registry files, backgrounds): small, to test the 413s."""
 
 Run = Callable[..., tuple[int, str, str]]  # pipevisor ARGS -> (exit code, stdout, stderr)
 
@@ -22,13 +29,13 @@ Run = Callable[..., tuple[int, str, str]]  # pipevisor ARGS -> (exit code, stdou
 class LiveServer:
     """The app around ``fake``, served by uvicorn in a thread on a free loopback port."""
 
-    fake: FakeSupervisor
+    fake: FakeNode
     server: uvicorn.Server
     thread: threading.Thread
     url: str
 
 
-def serve(fake: FakeSupervisor, token: str | None) -> LiveServer:
+def serve(fake: FakeNode, token: str | None) -> LiveServer:
     app = create_app(fake, token=token)
     app.state.sse_keepalive = 0.05
     config = uvicorn.Config(

@@ -9,7 +9,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..audit import AuditLog
-from ..errors import (
+from ..nodeapi import NodeAPI
+from ..nodeapi.errors import (
     ConflictError,
     InvalidConfigError,
     InvalidEntryError,
@@ -32,8 +33,8 @@ from . import (
     routes_web,
 )
 from .auth import GuardMiddleware
-from .deps import API_PREFIX, SupervisorAPI
-from .metrics import metrics_registry
+from .deps import API_PREFIX
+from .metrics import NodeCollector, metrics_registry
 
 __all__ = ["API_PREFIX", "create_app", "status_for"]
 
@@ -118,12 +119,12 @@ class _UnexpectedErrors:
 
 
 def create_app(
-    supervisor: SupervisorAPI, *, token: str | None = None, audit: AuditLog | None = None
+    node: NodeAPI, *, token: str | None = None, audit: AuditLog | None = None
 ) -> FastAPI:
-    """The REST API of ``supervisor`` under ``/api/v1``, with its docs at ``/docs``.
+    """The REST API of ``node`` under ``/api/v1``, with its docs at ``/docs``.
 
     Args:
-        supervisor: The node to serve.
+        node: The node (or the manager of many) to serve: anything implementing ``NodeAPI``.
         token: Bearer token that POST, PUT, PATCH and DELETE need; None (or empty) leaves
             them open.
         audit: Where mutating calls are recorded; default: kept in memory only.
@@ -136,11 +137,12 @@ def create_app(
         redoc_url=None,
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
-    app.state.supervisor = supervisor
+    app.state.node = node
     app.state.token = token or None
     app.state.audit = audit if audit is not None else AuditLog(None)
     app.state.sse_keepalive = SSE_KEEPALIVE
-    app.state.metrics_registry = metrics_registry(supervisor)
+    app.state.metrics = NodeCollector()
+    app.state.metrics_registry = metrics_registry(app.state.metrics)
     app.include_router(metrics.router)  # /metrics, where Prometheus looks by default
     for module in (
         routes_node,

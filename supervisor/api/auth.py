@@ -11,6 +11,7 @@ import hmac
 import json
 import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
@@ -48,7 +49,8 @@ def token_matches(authorization: bytes | None, token: str) -> bool:
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
+    headers: Iterable[tuple[bytes, bytes]] = scope["headers"]  # ASGI: (name, value) pairs
+    for key, value in headers:
         if key.lower() == name:
             return value
     return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from ..errors import PayloadTooLargeError
+from ..nodeapi.errors import PayloadTooLargeError
 
 __all__ = ["RAW_BODY", "read_limited"]
 

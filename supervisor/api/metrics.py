@@ -12,7 +12,7 @@ samples, are written by :func:`render_instances`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -22,10 +22,10 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from .. import __version__
-from ..views import InstanceInfo, InstanceState
-from .deps import SupervisorAPI
+from ..nodeapi import NodeAPI
+from ..nodeapi.models import InstanceInfo, InstanceState
 
-__all__ = ["SupervisorCollector", "metrics_registry", "render_instances", "router"]
+__all__ = ["NodeCollector", "metrics_registry", "render_instances", "router"]
 
 router = APIRouter(tags=["node"])
 
@@ -56,6 +56,8 @@ _GAUGES = (
     ),
 )
 _UP = (InstanceState.STARTING, InstanceState.RUNNING)
+# prometheus_client leaves floatToGoString unannotated: its signature, a number in, Go's text out.
+_go_float: Callable[[float], str] = floatToGoString
 _RESOURCES = (
     ("cpu_percent", "CPU of the process tree, % of one core.", "cpu_percent"),
     ("memory_rss_bytes", "Resident memory of the process tree, bytes.", "rss_bytes"),
@@ -65,14 +67,17 @@ _RESOURCES = (
 )
 
 
-class SupervisorCollector(Collector):
-    """Yields the node's metric families, built from the supervisor's views at each scrape."""
+class NodeCollector(Collector):
+    """Yields the node's metric families from the node's figures of the current scrape.
 
-    def __init__(self, supervisor: SupervisorAPI) -> None:
-        self._supervisor = supervisor
+    The scrape sets ``node`` (awaited from the node API) right before it renders."""
+
+    def __init__(self) -> None:
+        self.node: dict[str, Any] | None = None
 
     def collect(self) -> Iterator[Any]:
-        yield from self._node(self._supervisor.node_info())
+        if self.node is not None:
+            yield from self._node(self.node)
 
     @staticmethod
     def _node(node: dict[str, Any]) -> Iterator[Any]:
@@ -175,13 +180,13 @@ def render_instances(instances: list[InstanceInfo]) -> str:
 
 
 def _number(value: Any) -> str:
-    return str(value) if type(value) is int else floatToGoString(value)
+    return str(value) if type(value) is int else _go_float(value)
 
 
-def metrics_registry(supervisor: SupervisorAPI) -> CollectorRegistry:
+def metrics_registry(collector: NodeCollector) -> CollectorRegistry:
     """A registry of its own for one app (never prometheus_client's global one)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SupervisorCollector(supervisor))
+    registry.register(collector)
     return registry
 
 
@@ -194,7 +199,12 @@ async def metrics(request: Request) -> Response:
     """The node and its instances in Prometheus' text exposition format.
 
     Built on the event loop, where the supervisor's state lives (a few ms for 200 instances)."""
-    supervisor: SupervisorAPI = request.app.state.supervisor
+    api: NodeAPI = request.app.state.node
+    collector: NodeCollector = request.app.state.metrics
+    # No await between setting the figures and rendering them: a concurrent scrape cannot mix.
+    figures = await api.node_info()
+    instances = await api.list_instances()
+    collector.node = figures
     node = generate_latest(request.app.state.metrics_registry)
-    body = node + render_instances(supervisor.list_instances()).encode()
+    body = node + render_instances(instances).encode()
     return Response(body, media_type=CONTENT_TYPE_LATEST)

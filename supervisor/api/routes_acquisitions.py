@@ -21,15 +21,16 @@ from fastapi import APIRouter, Body, Depends, Response, status
 from pydantic import Field
 
 from ..contract import StrictModel
-from ..errors import ConflictError, NotFoundError
-from ..views import InstanceInfo
-from .deps import SupervisorAPI, get_supervisor, resolve
+from ..nodeapi import NodeAPI
+from ..nodeapi.errors import ConflictError, NotFoundError
+from ..nodeapi.models import InstanceInfo
+from .deps import get_node
 
 __all__ = ["AcquisitionRequest", "router"]
 
 router = APIRouter(prefix="/instances/{name}/acquisitions", tags=["acquisitions"])
 
-Sup = Annotated[SupervisorAPI, Depends(get_supervisor)]
+Sup = Annotated[NodeAPI, Depends(get_node)]
 PulseRef = Annotated[int, Field(ge=0)] | Literal["now"]
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -65,9 +66,9 @@ def _pruned(report: dict[str, Any]) -> set[str]:
     return {str(key) for key in pruned} if isinstance(pruned, list) else set()
 
 
-async def _acquisitions(sup: SupervisorAPI, name: str) -> dict[str, Any]:
+async def _acquisitions(sup: NodeAPI, name: str) -> dict[str, Any]:
     """Every acquisition of the instance: as reported, or as requested if not reported yet."""
-    return _merged(await resolve(sup.get_instance(name)))
+    return _merged(await sup.get_instance(name))
 
 
 def _merged(info: InstanceInfo) -> dict[str, Any]:
@@ -96,7 +97,7 @@ async def list_acquisitions(sup: Sup, name: str) -> dict[str, Any]:
 @router.get("/{acquisition}")
 async def get_acquisition(sup: Sup, name: str, acquisition: str) -> dict[str, Any]:
     """One acquisition; 404 if the instance has none of that id."""
-    found = (await _acquisitions(sup, name)).get(acquisition)
+    found: dict[str, Any] | None = (await _acquisitions(sup, name)).get(acquisition)
     if found is None:
         raise NotFoundError(f"instance '{name}' has no acquisition '{acquisition}'")
     return found
@@ -111,7 +112,7 @@ async def start_acquisition(sup: Sup, name: str, req: AcquisitionRequest) -> dic
     acquisition = req.id or datetime.datetime.now().strftime("acq_%Y%m%d_%H%M%S_") + (
         secrets.token_hex(2)
     )
-    info = await resolve(sup.get_instance(name))
+    info = await sup.get_instance(name)
     if acquisition in _merged(info):
         raise ConflictError(f"instance '{name}' already has an acquisition '{acquisition}'")
     spec = req.model_dump(exclude={"id"}, exclude_none=True, exclude_defaults=False)
@@ -138,18 +139,19 @@ async def stop_acquisition(
     req: Annotated[StopRequest | None, Body()] = None,
 ) -> dict[str, Any]:
     """Stop at a pulse id, or at the newest buffered ('now', the default)."""
-    if acquisition not in ((await resolve(sup.get_config(name))).get("acquisitions") or {}):
+    if acquisition not in ((await sup.get_config(name)).get("acquisitions") or {}):
         raise NotFoundError(f"instance '{name}' has no acquisition '{acquisition}'")
     stop = (req or StopRequest()).stop_pulse_id
     await sup.update_config(name, {"acquisitions": {acquisition: {"stop_pulse_id": stop}}})
-    return (await _acquisitions(sup, name))[acquisition]
+    stopped: dict[str, Any] = (await _acquisitions(sup, name))[acquisition]
+    return stopped
 
 
 @router.delete("/{acquisition}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_acquisition(sup: Sup, name: str, acquisition: str) -> Response:
     """Forget an acquisition; one still writing is aborted (its file keeps what it has, and
     the report shows it as aborted until it is pruned)."""
-    if acquisition not in ((await resolve(sup.get_config(name))).get("acquisitions") or {}):
+    if acquisition not in ((await sup.get_config(name)).get("acquisitions") or {}):
         raise NotFoundError(f"instance '{name}' has no acquisition '{acquisition}'")
     await sup.update_config(name, {"acquisitions": {acquisition: None}})
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -6,22 +6,24 @@ is ever unpickled from a request (CamServer's ``image_bytes`` upload unpickles i
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from starlette.concurrency import run_in_threadpool
 
-from ..backgrounds import BackgroundInfo
+from ..nodeapi import NodeAPI
+from ..nodeapi.models import BackgroundInfo
 from .body import RAW_BODY, read_limited
-from .deps import SupervisorAPI, get_supervisor
+from .deps import get_node
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["backgrounds"])
 
-Sup = Annotated[SupervisorAPI, Depends(get_supervisor)]
+Sup = Annotated[NodeAPI, Depends(get_node)]
 
-_NPY = {200: {"content": {"application/octet-stream": {}}, "description": "The .npy file."}}
+_NPY: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "The .npy file."}
+}
 
 
 @router.post(
@@ -49,7 +51,7 @@ async def collect_background(
 @router.get("/instances/{name}/backgrounds/latest")
 async def latest_background(sup: Sup, name: str) -> BackgroundInfo:
     """The newest background collected from camera ``name`` (404 if it has none)."""
-    return await run_in_threadpool(sup.backgrounds.latest, name)
+    return await sup.latest_background(name)
 
 
 @router.get("/backgrounds")
@@ -60,19 +62,19 @@ async def list_backgrounds(
     ] = None,
 ) -> list[BackgroundInfo]:
     """Every background of this node, sorted by id (oldest first for one camera)."""
-    return await run_in_threadpool(sup.backgrounds.infos, camera)
+    return await sup.list_backgrounds(camera)
 
 
 @router.get("/backgrounds/{background}")
 async def get_background(sup: Sup, background: str) -> BackgroundInfo:
     """One background: its camera, time, shape and dtype."""
-    return await run_in_threadpool(sup.backgrounds.info, background)
+    return await sup.get_background(background)
 
 
 @router.get("/backgrounds/{background}/data", response_class=Response, responses=_NPY)
 async def download_background(sup: Sup, background: str) -> Response:
     """The background as a ``.npy`` file: ``numpy.load(io.BytesIO(body))``."""
-    data = await run_in_threadpool(sup.backgrounds.read, background)
+    data = await sup.read_background(background)
     return Response(
         data,
         media_type="application/octet-stream",
@@ -87,12 +89,12 @@ async def upload_background(sup: Sup, request: Request, background: str) -> Back
     422 with the reason if the body is not such a file (a pickle, an object array, 3-D data);
     nothing is written then. Pipelines pick the new data up at their next frame.
     """
-    data = await read_limited(request, sup.settings.max_upload_bytes, f"background {background!r}")
-    return await run_in_threadpool(sup.backgrounds.write, background, data)
+    data = await read_limited(request, sup.max_upload_bytes, f"background {background!r}")
+    return await sup.write_background(background, data)
 
 
 @router.delete("/backgrounds/{background}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_background(sup: Sup, background: str) -> Response:
     """Remove a background (pipelines that use it report an error at their next frame)."""
-    await run_in_threadpool(sup.backgrounds.delete, background)
+    await sup.delete_background(background)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -6,14 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Response, status
 
-from ..views import ConfigResult, CreateInstance, InstanceInfo
-from .deps import SupervisorAPI, get_supervisor, resolve
+from ..nodeapi import NodeAPI
+from ..nodeapi.models import ConfigResult, CreateInstance, InstanceInfo
+from .deps import get_node
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/instances", tags=["instances"])
 
-Sup = Annotated[SupervisorAPI, Depends(get_supervisor)]
+Sup = Annotated[NodeAPI, Depends(get_node)]
 
 
 @router.get("", response_model=list[InstanceInfo])
@@ -21,7 +22,7 @@ async def list_instances(sup: Sup) -> Response:
     """Every instance of this node, with its state, process, stream and statistics."""
     # Pre-rendered per instance and cached until it changes: a monitoring page polling 200
     # instances must not cost a model round trip each time.
-    return Response(content=sup.list_instances_json(), media_type="application/json")
+    return Response(content=await sup.list_instances_json(), media_type="application/json")
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -37,7 +38,7 @@ async def create_instance(sup: Sup, req: CreateInstance) -> InstanceInfo:
 @router.get("/{name}")
 async def get_instance(sup: Sup, name: str) -> InstanceInfo:
     """One instance in detail."""
-    return await resolve(sup.get_instance(name))
+    return await sup.get_instance(name)
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
@@ -68,7 +69,7 @@ async def restart_instance(sup: Sup, name: str) -> InstanceInfo:
 @router.get("/{name}/config")
 async def get_config(sup: Sup, name: str) -> dict[str, Any]:
     """The configuration now in force."""
-    return await resolve(sup.get_config(name))
+    return await sup.get_config(name)
 
 
 @router.patch("/{name}/config")

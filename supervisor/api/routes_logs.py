@@ -8,14 +8,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from .deps import SupervisorAPI, get_supervisor, resolve
+from ..nodeapi import NodeAPI
+from .deps import get_node
 from .sse import EventStream, log_events
 
 __all__ = ["format_entry", "router"]
 
 router = APIRouter(prefix="/instances/{name}/logs", tags=["logs"])
 
-Sup = Annotated[SupervisorAPI, Depends(get_supervisor)]
+Sup = Annotated[NodeAPI, Depends(get_node)]
 
 _SINCE = "Only entries after this sequence number (the ``seq`` of an entry)."
 
@@ -49,7 +50,7 @@ async def tail_logs(
 
     A poller pages forward without gaps by passing the last ``seq`` it has seen as ``since``.
     """
-    entries = [e.to_dict() for e in await resolve(sup.tail_logs(name, tail, since))]
+    entries = [e.to_dict() for e in await sup.tail_logs(name, tail, since)]
     if fmt == "text":
         return PlainTextResponse("".join(format_entry(e) + "\n" for e in entries))
     return entries
@@ -75,9 +76,9 @@ async def follow_logs(
     Each event is ``id: <seq>`` and ``data: <entry as JSON>``; a comment line is sent every
     ~15 s without entries. A client that reconnects with ``Last-Event-ID`` resumes after it.
     """
-    await resolve(sup.get_instance(name))  # 404 now, before the stream starts
+    await sup.get_instance(name)  # 404 now, before the stream starts
     start = last_event_id if last_event_id is not None else since
-    entries = sup.follow_logs(name, start)
+    entries = await sup.follow_logs(name, start)
     return EventStream(
         log_events(
             entries,

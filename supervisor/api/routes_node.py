@@ -9,14 +9,15 @@ from fastapi import APIRouter, Depends, Query
 
 from .. import __version__
 from ..audit import AuditLog, AuditRecord
-from .deps import SupervisorAPI, get_audit, get_supervisor
+from ..nodeapi import NodeAPI
+from .deps import get_audit, get_node
 from .schemas import Health, StreamUrl, Version
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["node"])
 
-Sup = Annotated[SupervisorAPI, Depends(get_supervisor)]
+Sup = Annotated[NodeAPI, Depends(get_node)]
 
 
 @router.get("/health")
@@ -34,13 +35,13 @@ async def version() -> Version:
 @router.get("/node")
 async def node(sup: Sup) -> dict[str, Any]:
     """Node information: version, uptime, host name, and instance counts by state."""
-    return sup.node_info()
+    return await sup.node_info()
 
 
 @router.get("/logs/stream")
 async def log_stream(sup: Sup) -> StreamUrl:
     """Address of the ZMQ PUB that re-publishes every log entry (topic: the instance name)."""
-    return StreamUrl(url=sup.log_stream_url())
+    return StreamUrl(url=await sup.log_stream_url())
 
 
 @router.get("/audit")

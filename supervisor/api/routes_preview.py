@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
 from ..colormaps import COLORMAP_NAMES
-from .deps import SupervisorAPI, get_supervisor
+from ..nodeapi import NodeAPI
+from .deps import get_node
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["instances"])
 
-Sup = Annotated[SupervisorAPI, Depends(get_supervisor)]
+Sup = Annotated[NodeAPI, Depends(get_node)]
 
-_PNG = {
+_PNG: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {"image/png": {}},
         "description": "The PNG; its headers say which frame and which range it shows.",

@@ -6,43 +6,44 @@ name, a path-traversal attempt included, is judged in one place: the registry's 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from starlette.concurrency import run_in_threadpool
 
-from ..registry import Entry
-from ..registry_files import RegistryFile
+from ..nodeapi import NodeAPI
+from ..nodeapi.models import Entry, RegistryFile
 from .body import RAW_BODY, read_limited
-from .deps import SupervisorAPI, get_supervisor
+from .deps import get_node
 from .schemas import UploadResult
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/registry", tags=["registry"])
 
-Sup = Annotated[SupervisorAPI, Depends(get_supervisor)]
+Sup = Annotated[NodeAPI, Depends(get_node)]
 
-_BYTES = {200: {"content": {"application/octet-stream": {}}, "description": "The file."}}
+_BYTES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "The file."}
+}
 
 
 @router.get("")
-def list_entries(sup: Sup) -> list[Entry]:
+async def list_entries(sup: Sup) -> list[Entry]:
     """Every entry of the registry, valid or not (an invalid one says why in ``error``)."""
-    return sup.registry.entries()
+    return await sup.list_entries()
 
 
 @router.get("/files")
-def list_files(sup: Sup) -> list[RegistryFile]:
+async def list_files(sup: Sup) -> list[RegistryFile]:
     """Every registry file with its size and SHA-256 (a cluster manager copies only what
     differs)."""
-    return sup.registry.file_list()
+    return await sup.list_files()
 
 
 @router.get("/files/{filename:path}", response_class=Response, responses=_BYTES)
-def download_file(sup: Sup, filename: str) -> Response:
+async def download_file(sup: Sup, filename: str) -> Response:
     """The raw bytes of a registry file."""
-    data = sup.registry.read_file(filename)
+    data = await sup.read_file(filename)
     return Response(
         data,
         media_type="application/octet-stream",
@@ -64,19 +65,19 @@ async def upload_file(
     The body is read as a stream and refused with 413 as soon as it passes the node's upload
     limit. A JSON entry that does not validate is refused with 422 and nothing is written.
     """
-    data = await read_limited(request, sup.settings.max_upload_bytes, repr(filename))
-    entry = await run_in_threadpool(sup.registry.write_file, filename, data, executable=executable)
+    data = await read_limited(request, sup.max_upload_bytes, repr(filename))
+    entry = await sup.write_file(filename, data, executable=executable)
     return UploadResult(filename=filename, size=len(data), entry=entry)
 
 
 @router.delete("/files/{filename:path}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_file(sup: Sup, filename: str) -> Response:
     """Remove a registry file; its entry disappears (running instances keep running)."""
-    await run_in_threadpool(sup.registry.delete_file, filename)
+    await sup.delete_file(filename)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{name}")
-def get_entry(sup: Sup, name: str) -> Entry:
+async def get_entry(sup: Sup, name: str) -> Entry:
     """One registry entry."""
-    return sup.registry.get(name)
+    return await sup.get_entry(name)

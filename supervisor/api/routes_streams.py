@@ -6,14 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from ..views import InstanceInfo
-from .deps import SupervisorAPI, get_supervisor
+from ..nodeapi import NodeAPI
+from ..nodeapi.models import InstanceInfo
+from .deps import get_node
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/streams", tags=["instances"])
 
-Sup = Annotated[SupervisorAPI, Depends(get_supervisor)]
+Sup = Annotated[NodeAPI, Depends(get_node)]
 
 
 @router.post("/{name}")

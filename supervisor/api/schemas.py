@@ -1,11 +1,11 @@
-"""Small answers that only the REST API gives (the core's views live in ``supervisor.views``)."""
+"""Small answers that only the REST API gives (the node API models are in ``nodeapi.models``)."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
 from ..contract import StrictModel
-from ..registry import Entry
+from ..nodeapi.models import Entry
 
 __all__ = ["Health", "StreamUrl", "UploadResult", "Version"]
 

@@ -17,10 +17,10 @@ import structlog
 from starlette.responses import StreamingResponse
 from starlette.types import Send
 
-from ..errors import NotFoundError
+from ..nodeapi.errors import NotFoundError
 
 if TYPE_CHECKING:
-    from ..logring import LogEntry
+    from ..nodeapi.models import LogEntry
 
 __all__ = ["KEEPALIVE", "EventStream", "encode_event", "log_events"]
 

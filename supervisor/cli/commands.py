@@ -12,6 +12,7 @@ from typing import Any
 
 from .client import DEFAULT_URL, TOKEN_ENV, URL_ENV, Client, CliError
 from .output import emit, format_log_entry, format_table, instance_text, node_text, one_line
+from .service import service_settings
 
 __all__ = [
     "action",
@@ -74,32 +75,19 @@ def _q(name: str) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run a supervisor node (registry, instances, REST API) until SIGINT or SIGTERM."""
-    from pydantic import ValidationError  # here: client commands never import the server
-
     from ..settings import Settings
 
-    if not args.registry.is_dir():
-        raise CliError(f"registry folder {str(args.registry)!r} does not exist", 2)
-    given = {
-        "registry": args.registry,
-        "state_dir": args.state_dir,
-        "backgrounds": args.backgrounds,
-        "api_host": args.host,
-        "api_port": args.port,
-        "stream_host": args.stream_host,
-        "advertise_host": args.advertise_host,
-        "port_range": args.port_range,
-        "token": args.token or os.environ.get(TOKEN_ENV) or None,
-        "log_format": args.log_format,
-        "monitor_interval": args.monitor_interval,
-        "manager": args.manager,
-        "node_name": args.node_name,
-        "node_url": args.node_url,
-    }
-    try:
-        settings = Settings(**{k: v for k, v in given.items() if v is not None})
-    except ValidationError as exc:
-        raise CliError(f"invalid settings: {exc}", 2) from None
+    settings = service_settings(
+        Settings,
+        args,
+        stream_host=args.stream_host,
+        advertise_host=args.advertise_host,
+        port_range=args.port_range,
+        monitor_interval=args.monitor_interval,
+        manager=args.manager,
+        node_name=args.node_name,
+        node_url=args.node_url,
+    )
     from ..server import serve
 
     return serve(settings)

@@ -14,6 +14,7 @@ from . import backgrounds as b
 from . import commands as c
 from . import receive as r
 from .client import DEFAULT_URL, TOKEN_ENV, URL_ENV, CliError
+from .service import add_service_arguments
 
 __all__ = ["build_parser", "main"]
 
@@ -36,7 +37,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``pipevisor`` command line."""
-    common = argparse.ArgumentParser(add_help=False)
+    # A _Parser like every sub-command's, which typeshed requires of their ``parents``.
+    common = _Parser(add_help=False)
     common.add_argument(
         "--url",
         default=argparse.SUPPRESS,
@@ -68,16 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help=c.cmd_serve.__doc__, description=c.cmd_serve.__doc__)
     p.set_defaults(func=c.cmd_serve)
-    p.add_argument("--registry", type=Path, required=True, help="the registry folder")
-    p.add_argument("--host", help="REST interface (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="REST port (default 8090; 0: any free port)")
-    p.add_argument(
-        "--state-dir", type=Path, help="state and audit log (default REGISTRY/.pipevisor)"
-    )
-    p.add_argument(
-        "--backgrounds",
-        type=Path,
-        help="background images folder (default: 'backgrounds' beside the registry)",
+    add_service_arguments(
+        p,
+        registry="the registry folder",
+        port=8090,
+        state_dir="state and audit log (default REGISTRY/.pipevisor)",
+        what="supervisor",
     )
     p.add_argument("--stream-host", help="interface programs bind their output on")
     p.add_argument("--advertise-host", help="host name put in stream URLs given to clients")
@@ -87,8 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FIRST:LAST",
         help="output ports handed to instances (default 11100:12100)",
     )
-    p.add_argument("--token", help=f"bearer token that changes need (default ${TOKEN_ENV})")
-    p.add_argument("--log-format", choices=["console", "json"], help="supervisor log format")
     p.add_argument(
         "--monitor-interval",
         type=float,
@@ -197,7 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "json"):
         args.json = False
     try:
-        return args.func(args)
+        func: Callable[[argparse.Namespace], int] = args.func  # each command's set_defaults
+        return func(args)
     except CliError as exc:
         print(f"pipevisor: {exc.message}", file=sys.stderr)
         return exc.code

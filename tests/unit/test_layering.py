@@ -93,3 +93,47 @@ def test_supervisor_core_never_imports_cluster_runner_or_builtins():
         return not _in(name, "cluster", "runners", "builtin_pipelines")
 
     assert _violations("supervisor", allowed) == []
+
+
+# What a second implementation of the node API (the cluster manager) may take from the node:
+# the API itself and the contract, and the node's reusable public parts, named one by one. The
+# node's internals (instances, table, launcher, log hub and rings, previews, registry files, ...)
+# stay out of reach, so they can change without the manager noticing.
+NODE_PARTS_FOR_MANAGERS = (
+    "supervisor.nodeapi",  # the Protocol, its models, its errors
+    "supervisor.contract",
+    "supervisor.api",  # the REST face of any NodeAPI
+    "supervisor.serving",  # uvicorn with the node's signal handling
+    "supervisor.settings",  # the settings base
+    "supervisor.cli",  # sub-commands plug into `pipevisor`
+    "supervisor.folders",  # the NodeAPI over a registry folder and a background folder
+    "supervisor.registry",
+    "supervisor.backgrounds",
+    "supervisor.atomicfile",
+    "supervisor.audit",
+    "supervisor.logconfig",
+)
+
+
+def test_cluster_sees_the_node_only_through_its_api_and_public_parts():
+    """cluster/ imports the node API, the contract and the named public parts, nothing else."""
+
+    def allowed(name, top):
+        if top != "supervisor":
+            return True
+        return name in ("supervisor", "supervisor.__version__") or _in(
+            name, *NODE_PARTS_FOR_MANAGERS
+        )
+
+    assert _violations("cluster", allowed) == []
+
+
+def test_node_api_imports_only_the_contract():
+    """supervisor.nodeapi is the node's public face: it depends on nothing of the node."""
+
+    def allowed(name, top):
+        if top in PROJECT:
+            return _in(name, "supervisor.nodeapi", "supervisor.contract") or name == "supervisor"
+        return True
+
+    assert _violations("supervisor.nodeapi", allowed) == []

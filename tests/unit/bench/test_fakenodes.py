@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from supervisor.views import InstanceInfo, NodeResources
+from supervisor.nodeapi.models import InstanceInfo, NodeResources
 
 _PATH = Path(__file__).resolve().parents[3] / "bench" / "_fakenodes.py"
 

@@ -1,5 +1,6 @@
-"""An in-process cluster: a real manager and its real app, nodes that are fake supervisors
-behind the real node app, reached through one httpx transport that plays the network.
+"""An in-process cluster: a real manager and its real app, nodes that are fake nodes
+(``supervisor.testing.FakeNode``) behind the real node app, reached through one httpx
+transport that plays the network.
 
 Health is driven by calling ``HealthMonitor.check`` (``Cluster.check``), never by the loops, so
 every test decides when a node is looked at.
@@ -23,9 +24,9 @@ from cluster.config import ClusterConfig, HealthConfig, NodeConfig
 from cluster.manager import ClusterManager
 from cluster.nodeclient import NodeClient
 from cluster.settings import ManagerSettings
+from supervisor import testing
 from supervisor.api import create_app
-from supervisor.views import CreateInstance, InstanceInfo
-from tests.fake_supervisor import FakeSupervisor
+from supervisor.nodeapi.models import CreateInstance, InstanceInfo
 
 ENTRIES: dict[str, dict[str, Any]] = {
     "cam1": {"builtin": "camera_simulation"},
@@ -36,8 +37,8 @@ ENTRIES: dict[str, dict[str, Any]] = {
 """The manager's registry: two cameras, a pipeline reading cam1, a permanent entry."""
 
 
-class FakeNode(FakeSupervisor):
-    """A node's supervisor in memory, with the figures the manager reads and what it was told.
+class FakeNode(testing.FakeNode):
+    """A node in memory, with the figures the manager reads and what it was told.
 
     Its streams are ``tcp://NAME:PORT``, so where a stream comes from shows in its URL.
     """
@@ -66,9 +67,9 @@ class FakeNode(FakeSupervisor):
         self.deleted.append(name)
         await super().delete_instance(name)
 
-    def node_info(self) -> dict[str, Any]:
+    async def node_info(self) -> dict[str, Any]:
         return {
-            **super().node_info(),
+            **await super().node_info(),
             "started_at": self.started_at,
             "log_stream_url": None,
             "resources": {
@@ -140,7 +141,7 @@ class Cluster:
         )
 
     def node(self, name: str) -> FakeNode:
-        """The fake supervisor answering at ``http://NAME``."""
+        """The fake node answering at ``http://NAME``."""
         return self.network.nodes[name]
 
     def start_node(self, name: str) -> FakeNode:
@@ -148,10 +149,10 @@ class Cluster:
         return self.network.attach(FakeNode(self.root / name, name))
 
     def restart(self, name: str, *, keep_registry: bool = True) -> FakeNode:
-        """Node ``name`` restarted: a new supervisor that runs nothing, with a new start time;
+        """Node ``name`` restarted: a new node that runs nothing, with a new start time;
         its registry folder survives unless ``keep_registry`` is false (a new machine)."""
         before = self.network.nodes[name]
-        after = FakeNode(before.settings.registry, name)
+        after = FakeNode(before.root, name)
         after.started_at = before.started_at + 1
         if keep_registry:
             after.registry = before.registry

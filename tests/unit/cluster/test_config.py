@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from cluster.config import ClusterConfig, GroupConfig, NodeConfig, Pin, load_config
-from supervisor.errors import InvalidConfigError
+from supervisor.nodeapi.errors import InvalidConfigError
 
 SERVERS_JSON: dict[str, Any] = {
     "http://node1:8881": {

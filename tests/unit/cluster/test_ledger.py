@@ -7,8 +7,8 @@ from pathlib import Path
 from structlog.testing import capture_logs
 
 from cluster.ledger import Ledger, Placement
-from supervisor.specs import InputSpec
-from supervisor.views import CreateInstance
+from supervisor.nodeapi.models import CreateInstance
+from supervisor.nodeapi.specs import InputSpec
 
 
 def placement(name: str, node: str | None = "a", **fields: object) -> Placement:

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from cluster.config import ClusterConfig, NodeConfig, Pin
-from supervisor.specs import InputSpec
-from supervisor.views import CreateInstance
+from supervisor.nodeapi.models import CreateInstance
+from supervisor.nodeapi.specs import InputSpec
 
 Run = Callable[..., None]
 

@@ -10,7 +10,7 @@ import pytest
 from cluster.server import run
 from cluster.settings import ManagerSettings
 from supervisor.cli import main
-from supervisor.errors import InvalidConfigError
+from supervisor.nodeapi.errors import InvalidConfigError
 
 
 def test_a_missing_registry_is_exit_2_naming_it(

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from cluster.nodeclient import NodeClient
-from supervisor.errors import (
+from supervisor.nodeapi.errors import (
     ConflictError,
     InvalidConfigError,
     NotFoundError,

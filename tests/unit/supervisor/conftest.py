@@ -9,17 +9,20 @@ import pytest
 from structlog.testing import capture_logs
 
 from supervisor.cli import main
-from tests.fake_supervisor import TOKEN, FakeSupervisor, add_camera_entry
-from tests.live_server import LiveServer, Run, serve, stop
+from supervisor.testing import FakeNode
+from tests.live_server import TOKEN, UPLOAD_LIMIT, LiveServer, Run, serve, stop
 
 
 @pytest.fixture
-def fake(tmp_path: Path) -> FakeSupervisor:
-    """A fake supervisor with one valid entry ``camera`` and one broken entry ``broken``."""
-    sup = FakeSupervisor(tmp_path)
-    add_camera_entry(sup)
-    sup.registry.files["broken.json"] = b'{"builtin": 3}'
-    return sup
+def fake(tmp_path: Path) -> FakeNode:
+    """A fake node with one valid entry ``camera`` (with parameters) and one broken entry
+    ``broken``."""
+    node = FakeNode(tmp_path, max_upload_bytes=UPLOAD_LIMIT)
+    node.add_entry(
+        "camera", {"builtin": "camera_simulation", "parameters": {"exposure": 1, "roi": {"x": 0}}}
+    )
+    node.registry.files["broken.json"] = b'{"builtin": 3}'
+    return node
 
 
 @pytest.fixture
@@ -31,7 +34,7 @@ def root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def live(fake: FakeSupervisor, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
+def live(fake: FakeNode, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
     """A server without a token; PIPEVISOR_URL points at it."""
     with capture_logs():  # the server's log lines stay out of the CLI's output
         server = serve(fake, None)
@@ -42,7 +45,7 @@ def live(fake: FakeSupervisor, monkeypatch: pytest.MonkeyPatch) -> Iterator[Live
 
 
 @pytest.fixture
-def secured(fake: FakeSupervisor, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
+def secured(fake: FakeNode, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
     """A server that needs the token ``TOKEN``; PIPEVISOR_URL points at it."""
     with capture_logs():
         server = serve(fake, TOKEN)

@@ -10,8 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from supervisor.backgrounds import BackgroundNotFoundError, BackgroundStore, background_id
-from supervisor.errors import InvalidConfigError, InvalidNameError, PayloadTooLargeError
+from supervisor.backgrounds import BackgroundStore, background_id
+from supervisor.nodeapi.errors import (
+    BackgroundNotFoundError,
+    InvalidConfigError,
+    InvalidNameError,
+    PayloadTooLargeError,
+)
 
 
 def npy(array: np.ndarray, *, allow_pickle: bool = False) -> bytes:

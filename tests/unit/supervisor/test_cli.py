@@ -14,8 +14,7 @@ import pytest
 from supervisor.cli import CliError, format_table, parse_assignments
 from supervisor.cli.client import error_detail
 from supervisor.settings import Settings
-from tests.fake_supervisor import TOKEN, UPLOAD_LIMIT
-from tests.live_server import LiveServer, Run
+from tests.live_server import TOKEN, UPLOAD_LIMIT, LiveServer, Run
 from tests.support import free_port, wait_for
 
 
@@ -183,7 +182,11 @@ def test_logs_follow_prints_streamed_entries(
     live: LiveServer, run: Run, cam1: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`logs -f` prints the tail, then the entries after it from the event stream."""
-    monkeypatch.setattr(live.fake, "tail_logs", lambda name, n=100, since_seq=None: [])
+
+    async def no_tail(name: str, n: int = 100, since_seq: int | None = None) -> list:
+        return []
+
+    monkeypatch.setattr(live.fake, "tail_logs", no_tail)
     code, out, _ = run("logs", "cam1", "-f")
     assert code == 0
     assert [line.rsplit(" ", 1)[1] for line in out.splitlines()] == ["first", "second", "third"]

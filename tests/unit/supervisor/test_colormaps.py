@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from supervisor.colormaps import COLORMAP_NAMES, lookup_table
-from supervisor.errors import InvalidConfigError
+from supervisor.nodeapi.errors import InvalidConfigError
 
 
 @pytest.mark.parametrize("name", COLORMAP_NAMES)

@@ -12,9 +12,9 @@ from structlog.testing import capture_logs
 
 from supervisor.contract import ConfigAck, ConfigError, Hello, Ready, Report, Status
 from supervisor.instance import Instance, InstanceHooks
+from supervisor.nodeapi.models import InstanceState
+from supervisor.nodeapi.specs import EntrySpec, RestartPolicy
 from supervisor.process import ProgramProcess
-from supervisor.specs import EntrySpec, RestartPolicy
-from supervisor.views import InstanceState
 from tests.support import run, wait_until
 
 

@@ -14,7 +14,8 @@ import zmq
 import zmq.asyncio
 
 from supervisor.contract import LogRecord, dump_message
-from supervisor.loghub import LogEntry, LogHub
+from supervisor.loghub import LogHub
+from supervisor.nodeapi.models import LogEntry
 from tests.support import run, wait_until
 
 

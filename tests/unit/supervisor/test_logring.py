@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from supervisor.logring import HOLD_LINES, Follower, InstanceLog, LogEntry, cut_head, cut_tail
+from supervisor.logring import HOLD_LINES, Follower, InstanceLog, cut_head, cut_tail
+from supervisor.nodeapi.models import LogEntry
 
 
 class FakeClock:

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from supervisor.errors import ConflictError
+from supervisor.nodeapi.errors import ConflictError
 from supervisor.ports import PortAllocator
 from tests.support import free_port
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from supervisor.colormaps import lookup_table
-from supervisor.errors import ConflictError, InvalidConfigError
+from supervisor.nodeapi.errors import ConflictError, InvalidConfigError
 from supervisor.preview import PreviewCache, block_mean, check_preview, render_preview
 from tests.png_reader import read_png
 from tests.support import run, wait_until

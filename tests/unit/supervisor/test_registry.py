@@ -15,8 +15,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from supervisor import registry_files
-from supervisor.errors import EntryNotFoundError, InvalidConfigError
-from supervisor.registry import EntryKind, Registry, RegistryChanges
+from supervisor.nodeapi.errors import EntryNotFoundError, InvalidConfigError
+from supervisor.nodeapi.models import EntryKind, RegistryChanges
+from supervisor.registry import Registry
 
 RUNNER = ["-u", "-m", "runners.python"]
 

@@ -13,14 +13,15 @@ import pytest
 from structlog.testing import capture_logs
 
 from supervisor import registry_files
-from supervisor.errors import (
+from supervisor.nodeapi.errors import (
     ConflictError,
     EntryNotFoundError,
     InvalidEntryError,
     InvalidNameError,
     PayloadTooLargeError,
 )
-from supervisor.registry import EntryKind, Registry
+from supervisor.nodeapi.models import EntryKind
+from supervisor.registry import Registry
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import zmq
 
 from supervisor.contract import SocketMode
 from supervisor.contract.bsread import Encoder
-from supervisor.errors import ConflictError
+from supervisor.nodeapi.errors import ConflictError
 from supervisor.streamtap import average_images, latest_image
 
 

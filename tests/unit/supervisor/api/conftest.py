@@ -19,7 +19,8 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx`", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
 
-from tests.fake_supervisor import TOKEN, FakeSupervisor
+from supervisor.testing import FakeNode
+from tests.live_server import TOKEN
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def audit(audit_path: Path) -> Iterator[AuditLog]:
 
 
 @pytest.fixture
-def app(fake: FakeSupervisor, audit: AuditLog) -> FastAPI:
+def app(fake: FakeNode, audit: AuditLog) -> FastAPI:
     """The real app around the fake supervisor, without a token."""
     return create_app(fake, audit=audit)
 
@@ -49,14 +50,14 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def secured(fake: FakeSupervisor, audit: AuditLog) -> Iterator[TestClient]:
+def secured(fake: FakeNode, audit: AuditLog) -> Iterator[TestClient]:
     """A test client of an app that needs the bearer token ``TOKEN``."""
     with TestClient(create_app(fake, token=TOKEN, audit=audit)) as c:
         yield c
 
 
 @pytest.fixture
-def running(fake: FakeSupervisor, client: TestClient) -> dict[str, Any]:
+def running(fake: FakeNode, client: TestClient) -> dict[str, Any]:
     """An instance ``cam1`` of ``camera``, running, with three log entries."""
     response = client.post("/api/v1/instances", json={"name": "cam1", "entry": "camera"})
     assert response.status_code == 201, response.text

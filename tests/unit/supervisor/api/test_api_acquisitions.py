@@ -7,13 +7,13 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tests.fake_supervisor import FakeSupervisor
+from supervisor.testing import FakeNode
 
 BASE = "/api/v1/instances/cam1/acquisitions"
 
 
 def test_an_acquisition_becomes_a_config_entry_and_shows_as_requested(
-    client: TestClient, fake: FakeSupervisor, running: dict
+    client: TestClient, fake: FakeNode, running: dict
 ) -> None:
     body = {"id": "run7", "start_pulse_id": 100, "stop_pulse_id": 200, "output_file": "r7.h5"}
     created = client.post(BASE, json=body)
@@ -30,7 +30,7 @@ def test_an_acquisition_becomes_a_config_entry_and_shows_as_requested(
 
 
 def test_the_programs_report_is_what_the_api_shows(
-    client: TestClient, fake: FakeSupervisor, running: dict
+    client: TestClient, fake: FakeNode, running: dict
 ) -> None:
     client.post(BASE, json={"id": "a", "output_file": "a.h5"})
     written = {"state": "done", "pulses": 11, "missing_pulse_ids": [5]}
@@ -40,7 +40,7 @@ def test_the_programs_report_is_what_the_api_shows(
 
 
 def test_a_generated_id_a_taken_id_and_a_bad_body(
-    client: TestClient, fake: FakeSupervisor, running: dict
+    client: TestClient, fake: FakeNode, running: dict
 ) -> None:
     first = client.post(BASE, json={"output_file": "x.h5"}).json()["id"]
     assert first.startswith("acq_")
@@ -54,9 +54,7 @@ def test_a_generated_id_a_taken_id_and_a_bad_body(
     )
 
 
-def test_stop_and_delete_patch_the_entry(
-    client: TestClient, fake: FakeSupervisor, running: dict
-) -> None:
+def test_stop_and_delete_patch_the_entry(client: TestClient, fake: FakeNode, running: dict) -> None:
     client.post(BASE, json={"id": "open", "output_file": "o.h5"})
     assert client.post(f"{BASE}/open/stop", json={"stop_pulse_id": 500}).status_code == 200
     assert fake.instances["cam1"].config["acquisitions"]["open"]["stop_pulse_id"] == 500
@@ -68,7 +66,7 @@ def test_stop_and_delete_patch_the_entry(
 
 
 def test_acquisitions_need_the_token_and_are_audited(
-    secured: TestClient, fake: FakeSupervisor, running: dict, audit_path: Path
+    secured: TestClient, fake: FakeNode, running: dict, audit_path: Path
 ) -> None:
     refused = secured.post(BASE, json={"id": "sneaky", "output_file": "s.h5"})
     assert refused.status_code == 401
@@ -79,7 +77,7 @@ def test_acquisitions_need_the_token_and_are_audited(
 
 
 def test_acquisitions_the_program_pruned_leave_the_config_with_the_next_one(
-    client: TestClient, fake: FakeSupervisor, running: dict
+    client: TestClient, fake: FakeNode, running: dict
 ) -> None:
     """Finished ones beyond the program's keep_finished: not shown as requested, and removed
     from the config in the same patch that adds a new acquisition."""

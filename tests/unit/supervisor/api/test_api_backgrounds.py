@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from fastapi.testclient import TestClient
 
-from tests.fake_supervisor import TOKEN, UPLOAD_LIMIT, FakeSupervisor
+from supervisor.testing import FakeNode
+from tests.live_server import TOKEN, UPLOAD_LIMIT
 
 API = "/api/v1"
 
@@ -21,7 +22,7 @@ def npy(array: np.ndarray, *, allow_pickle: bool = False) -> bytes:
 
 
 def test_collect_averages_a_running_camera_and_becomes_its_latest(
-    fake: FakeSupervisor, client: TestClient, running: dict[str, Any]
+    fake: FakeNode, client: TestClient, running: dict[str, Any]
 ) -> None:
     """POST .../backgrounds averages n_images frames; the result is the camera's latest."""
     fake.camera_images["cam1"] = [np.full((2, 3), v, np.uint16) for v in (10, 13, 20)]

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from supervisor.views import InstanceState
-from tests.fake_supervisor import FakeSupervisor
+from supervisor.nodeapi.models import InstanceState
+from supervisor.testing import FakeNode
 
 API = "/api/v1"
 
@@ -128,7 +128,7 @@ def test_restart_counts_a_restart(client: TestClient, running: dict) -> None:
 
 
 def test_start_of_an_instance_whose_entry_broke_is_409(
-    fake: FakeSupervisor, client: TestClient, running: dict
+    fake: FakeNode, client: TestClient, running: dict
 ) -> None:
     """Starting an instance whose entry became invalid is a 409."""
     fake.registry.files["camera.json"] = b"{broken"
@@ -194,7 +194,7 @@ def test_config_body_that_is_not_an_object_is_422(
 
 
 def test_config_change_while_stopping_is_409(
-    fake: FakeSupervisor, client: TestClient, running: dict
+    fake: FakeNode, client: TestClient, running: dict
 ) -> None:
     """Changing the config of a stopping instance is a 409."""
     fake.instances["cam1"].state = InstanceState.STOPPING

@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.fake_supervisor import FakeSupervisor
+from supervisor.testing import FakeNode
 
 API = "/api/v1"
 
@@ -42,7 +42,7 @@ def test_tail_since_returns_entries_after_the_seq(client: TestClient, running: d
 
 
 def test_tail_as_text_is_one_line_per_entry(
-    fake: FakeSupervisor, client: TestClient, running: dict
+    fake: FakeNode, client: TestClient, running: dict
 ) -> None:
     """?format=text returns 'time source level message' lines as text/plain."""
     fake.add_log("cam1", "oops", level="error", source="stderr")
@@ -98,7 +98,7 @@ def test_follow_with_a_bad_last_event_id_is_422(client: TestClient, running: dic
 
 
 def test_follow_sends_keepalive_comments_while_idle(
-    fake: FakeSupervisor, app: FastAPI, client: TestClient, running: dict
+    fake: FakeNode, app: FastAPI, client: TestClient, running: dict
 ) -> None:
     """Without entries the stream carries comment lines, so proxies keep it open."""
     app.state.sse_keepalive = 0.02
@@ -117,7 +117,7 @@ def test_follow_sends_keepalive_comments_while_idle(
 
 
 def test_follow_closes_the_source_when_it_ends(
-    fake: FakeSupervisor, client: TestClient, running: dict
+    fake: FakeNode, client: TestClient, running: dict
 ) -> None:
     """A follow whose source ends closes the source generator and ends the response."""
     client.get(f"{API}/instances/cam1/logs/follow")

@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor import __version__
-from supervisor.views import ResourceStats
-from tests.fake_supervisor import FakeSupervisor
+from supervisor.nodeapi.models import ResourceStats
+from supervisor.testing import FakeNode
 
 
 def samples(client: TestClient) -> dict[tuple[str, tuple], float]:
@@ -24,7 +24,7 @@ def samples(client: TestClient) -> dict[tuple[str, tuple], float]:
 
 
 def test_instances_are_labelled_with_their_state_counters_and_resources(
-    client: TestClient, fake: FakeSupervisor, running: dict[str, Any]
+    client: TestClient, fake: FakeNode, running: dict[str, Any]
 ) -> None:
     """cam1: up, its state, the program's counters and the sampled process tree."""
     info = fake.instances["cam1"]
@@ -78,7 +78,7 @@ def test_scraping_needs_no_token_and_an_empty_node_has_node_series_only(
     assert ("pipevisor_uptime_seconds", ()) in got
 
 
-def test_label_values_are_escaped(client: TestClient, fake: FakeSupervisor, running) -> None:
+def test_label_values_are_escaped(client: TestClient, fake: FakeNode, running) -> None:
     """An entry name with a quote, a backslash and a newline parses back as it was."""
     fake.instances["cam1"] = fake.instances["cam1"].model_copy(update={"entry": 'cam "a"\\b\nc'})
     got = samples(client)

@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
 from supervisor import __version__
-from tests.fake_supervisor import FakeSupervisor
+from supervisor.testing import FakeNode
 
 
 def test_health_answers_ok_with_version_and_uptime(client: TestClient) -> None:
@@ -45,7 +45,7 @@ def test_docs_and_openapi_are_served_with_route_docstrings(client: TestClient) -
 
 
 def test_unexpected_error_is_a_generic_500_logged_with_its_traceback(
-    fake: FakeSupervisor, client: TestClient
+    fake: FakeNode, client: TestClient
 ) -> None:
     """A crash inside the core answers 500 without its details; the log has the traceback."""
     fake.fail_node_info = True

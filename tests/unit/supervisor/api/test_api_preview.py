@@ -9,14 +9,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from supervisor.colormaps import COLORMAP_NAMES, lookup_table
-from tests.fake_supervisor import FakeSupervisor
+from supervisor.testing import FakeNode
 from tests.png_reader import read_png
 
 API = "/api/v1"
 
 
 @pytest.fixture
-def camera(fake: FakeSupervisor, running: dict[str, Any]) -> np.ndarray:
+def camera(fake: FakeNode, running: dict[str, Any]) -> np.ndarray:
     """The latest image of ``cam1``: a 6x40 ramp from 0 to 390 along x, after an older one."""
     image = np.tile(np.arange(40, dtype=np.uint16) * 10, (6, 1))
     fake.camera_images["cam1"] = [np.zeros((6, 40), np.uint16), image]

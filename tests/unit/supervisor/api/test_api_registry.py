@@ -11,7 +11,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.fake_supervisor import UPLOAD_LIMIT, FakeSupervisor
+from supervisor.testing import FakeNode
+from tests.live_server import UPLOAD_LIMIT
 
 API = "/api/v1"
 
@@ -39,7 +40,7 @@ def test_get_unknown_entry_is_404_quoting_the_name(client: TestClient) -> None:
     assert response.json() == {"detail": "no registry entry named 'nope'"}
 
 
-def test_download_returns_the_raw_bytes(fake: FakeSupervisor, client: TestClient) -> None:
+def test_download_returns_the_raw_bytes(fake: FakeNode, client: TestClient) -> None:
     """GET /registry/files/{filename} returns the file's bytes as application/octet-stream."""
     fake.registry.files["data.bin"] = bytes(range(256))
     response = client.get(f"{API}/registry/files/data.bin")
@@ -53,9 +54,7 @@ def test_download_unknown_file_is_404(client: TestClient) -> None:
     assert client.get(f"{API}/registry/files/none.py").status_code == 404
 
 
-def test_upload_writes_raw_bytes_and_returns_the_entry(
-    fake: FakeSupervisor, client: TestClient
-) -> None:
+def test_upload_writes_raw_bytes_and_returns_the_entry(fake: FakeNode, client: TestClient) -> None:
     """PUT /registry/files/{filename} stores the raw body and answers with the new entry."""
     code = b"def process(data, pulse_id, timestamp, parameters):\n    return data\n"
     response = client.put(f"{API}/registry/files/double.py", content=code)
@@ -68,7 +67,7 @@ def test_upload_writes_raw_bytes_and_returns_the_entry(
 
 
 def test_upload_with_executable_flag_makes_an_executable_entry(
-    fake: FakeSupervisor, client: TestClient
+    fake: FakeNode, client: TestClient
 ) -> None:
     """?executable=true reaches the registry: the file becomes an executable entry."""
     response = client.put(
@@ -85,7 +84,7 @@ def test_upload_of_a_plain_file_returns_no_entry(client: TestClient) -> None:
     assert response.json()["entry"] is None
 
 
-def test_upload_of_an_invalid_json_entry_is_422(fake: FakeSupervisor, client: TestClient) -> None:
+def test_upload_of_an_invalid_json_entry_is_422(fake: FakeNode, client: TestClient) -> None:
     """A JSON entry that does not parse is refused with 422 quoting the file; nothing is kept."""
     response = client.put(f"{API}/registry/files/bad.json", content=b"{not json")
     assert response.status_code == 422
@@ -94,7 +93,7 @@ def test_upload_of_an_invalid_json_entry_is_422(fake: FakeSupervisor, client: Te
 
 
 def test_upload_over_the_limit_with_content_length_is_413(
-    fake: FakeSupervisor, client: TestClient
+    fake: FakeNode, client: TestClient
 ) -> None:
     """A body declared larger than the limit is refused with 413 before it is stored."""
     response = client.put(f"{API}/registry/files/big.bin", content=b"x" * (UPLOAD_LIMIT + 1))
@@ -104,7 +103,7 @@ def test_upload_over_the_limit_with_content_length_is_413(
 
 
 def test_streamed_upload_over_the_limit_is_413_without_reading_it_all(
-    fake: FakeSupervisor, app: FastAPI
+    fake: FakeNode, app: FastAPI
 ) -> None:
     """A chunked body with no length is cut off with 413 as soon as it passes the limit."""
     sent: list[int] = []
@@ -136,7 +135,7 @@ def test_upload_at_the_limit_is_accepted(client: TestClient) -> None:
     "path", ["..%2Fescape.py", "..%2F..%2Fetc%2Fpasswd", ".hidden.py", "sub%2Ffile.py"]
 )
 def test_path_traversal_names_are_refused_with_422(
-    fake: FakeSupervisor, client: TestClient, path: str
+    fake: FakeNode, client: TestClient, path: str
 ) -> None:
     """Names with '/', '..' or a leading dot reach the registry and come back as 422."""
     for method in ("GET", "PUT", "DELETE"):
@@ -146,7 +145,7 @@ def test_path_traversal_names_are_refused_with_422(
     assert fake.registry.files.keys() == {"camera.json", "broken.json"}
 
 
-def test_delete_file_removes_it_with_204(fake: FakeSupervisor, client: TestClient) -> None:
+def test_delete_file_removes_it_with_204(fake: FakeNode, client: TestClient) -> None:
     """DELETE /registry/files/{filename} removes the file and answers 204 without a body."""
     response = client.delete(f"{API}/registry/files/camera.json")
     assert response.status_code == 204

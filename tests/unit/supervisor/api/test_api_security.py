@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,7 +15,8 @@ from structlog.testing import capture_logs
 from supervisor.api import create_app
 from supervisor.api.auth import AUDIT_BODY_LIMIT, token_matches
 from supervisor.audit import AuditLog
-from tests.fake_supervisor import TOKEN, FakeSupervisor
+from supervisor.testing import FakeNode
+from tests.live_server import TOKEN
 
 API = "/api/v1"
 GOOD = {"Authorization": f"Bearer {TOKEN}"}
@@ -30,8 +34,15 @@ MUTATING = [
 ]
 
 
+def _snapshot(fake: FakeNode) -> tuple[dict[str, bytes], dict[str, Any], list[dict[str, Any]]]:
+    """The fake's registry files, cam0's config and every instance, copied."""
+    config = copy.deepcopy(asyncio.run(fake.get_config("cam0")))
+    instances = [i.model_dump() for i in asyncio.run(fake.list_instances())]
+    return dict(fake.registry.files), config, instances
+
+
 @pytest.fixture
-def cam0(fake: FakeSupervisor, secured: TestClient) -> None:
+def cam0(fake: FakeNode, secured: TestClient) -> None:
     """An instance ``cam0`` created with the token."""
     response = secured.post(
         f"{API}/instances", json={"name": "cam0", "entry": "camera"}, headers=GOOD
@@ -46,7 +57,7 @@ def cam0(fake: FakeSupervisor, secured: TestClient) -> None:
     ids=["none", "wrong", "no-scheme", "basic"],
 )
 def test_mutating_call_without_the_token_is_401_and_changes_nothing(
-    fake: FakeSupervisor,
+    fake: FakeNode,
     secured: TestClient,
     cam0: None,
     method: str,
@@ -55,12 +66,12 @@ def test_mutating_call_without_the_token_is_401_and_changes_nothing(
     headers: dict,
 ) -> None:
     """POST, PUT, PATCH and DELETE without the right bearer token are refused with 401."""
-    before = (dict(fake.registry.files), fake.get_config("cam0"), fake.list_instances())
+    before = _snapshot(fake)
     response = secured.request(method, API + path, headers=headers, **kwargs)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert response.json()["detail"]
-    assert (dict(fake.registry.files), fake.get_config("cam0"), fake.list_instances()) == before
+    assert _snapshot(fake) == before
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs"), MUTATING)
@@ -92,7 +103,7 @@ def test_token_matches_only_the_exact_bearer_token() -> None:
     assert not token_matches(None, "abc")
 
 
-def test_empty_token_leaves_the_api_open(fake: FakeSupervisor) -> None:
+def test_empty_token_leaves_the_api_open(fake: FakeNode) -> None:
     """create_app with an empty token protects nothing (an unset environment variable)."""
     with TestClient(create_app(fake, token="")) as c:
         assert c.post(f"{API}/instances", json={"name": "a", "entry": "camera"}).status_code == 201
@@ -166,7 +177,7 @@ def test_audited_patch_body_is_truncated(client: TestClient, running: dict) -> N
 
 
 def test_crash_in_a_mutating_call_is_audited_as_500(
-    fake: FakeSupervisor, client: TestClient, running: dict, monkeypatch: pytest.MonkeyPatch
+    fake: FakeNode, client: TestClient, running: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An unexpected error during a mutating call answers 500 and is recorded as 500."""
 
@@ -182,7 +193,7 @@ def test_crash_in_a_mutating_call_is_audited_as_500(
     assert client.get(f"{API}/audit").json()[-1]["status"] == 500
 
 
-def test_audit_tail_limits_the_records(fake: FakeSupervisor) -> None:
+def test_audit_tail_limits_the_records(fake: FakeNode) -> None:
     """GET /audit?tail=n returns the newest n records."""
     with TestClient(create_app(fake, audit=AuditLog(None))) as c:
         for n in range(5):

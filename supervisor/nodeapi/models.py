@@ -1,24 +1,35 @@
-"""What the supervisor shows of itself: API response models, built from live state on demand."""
+"""The models of the node API: what a node (or a manager) shows of itself and what it takes.
+
+Response models are built from live state on demand; ``CreateInstance`` is a request body.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
 from annotated_types import Len
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
-from .contract import StrictModel
-from .specs import InputSpec, OutputSpec, RestartPolicy
+from ..contract import StrictModel
+from .specs import EntrySpec, InputSpec, OutputSpec, RestartPolicy
 
 __all__ = [
+    "BackgroundInfo",
     "ConfigResult",
     "CreateInstance",
+    "Entry",
+    "EntryKind",
     "InstanceInfo",
     "InstanceState",
     "InstanceStats",
+    "LogEntry",
     "LogStats",
     "NodeResources",
+    "Preview",
+    "RegistryChanges",
+    "RegistryFile",
     "ResourceStats",
 ]
 
@@ -212,3 +223,128 @@ class ConfigResult(StrictModel):
         description="'live' (acknowledged by the program), 'next_start' (instance not running) "
         "or 'next_restart' (the program does not speak the config channel)."
     )
+
+
+class BackgroundInfo(StrictModel):
+    """What the API shows of one background."""
+
+    id: str = Field(description="The background id: the file name without '.npy'.")
+    camera: str | None = Field(
+        None, description="The camera it was collected from, if its id says so."
+    )
+    created: float = Field(description="Unix time it was collected (from the id) or written.")
+    shape: list[int] = Field(description="Array shape, numpy order: [height, width].")
+    dtype: str = Field(description="Array dtype, e.g. 'uint16'.")
+    size: int = Field(description="File size in bytes.")
+
+
+@dataclass(slots=True)
+class LogEntry:
+    """One stored log line or record of an instance.
+
+    ``source`` is "stdout", "stderr", "log" (the LOG channel) or "supervisor" (events the
+    supervisor records for the instance). Pipe lines get level "info" from stdout and "warning"
+    from stderr: stderr carries warnings and tracebacks more often than normal output, but not
+    always errors.
+    """
+
+    seq: int
+    time: float
+    instance: str
+    run: int
+    source: str
+    level: str
+    message: str
+    logger: str = ""
+    fields: dict[str, Any] | None = None
+    exc: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as a JSON-ready dict (the PUB and REST form)."""
+        return {
+            "seq": self.seq,
+            "time": self.time,
+            "instance": self.instance,
+            "run": self.run,
+            "source": self.source,
+            "level": self.level,
+            "message": self.message,
+            "logger": self.logger,
+            "fields": self.fields,
+            "exc": self.exc,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """One rendered preview.
+
+    Attributes:
+        png: The PNG file.
+        pulse_id: The pulse id of the frame.
+        shape: The frame's shape before the reduction, numpy order: (height, width).
+        vmin: The value drawn with the colormap's first colour (lower values too).
+        vmax: The value drawn with its last colour (higher values too).
+        time: Unix time the frame was received.
+        render_seconds: How long the reduction, mapping and encoding took.
+    """
+
+    png: bytes
+    pulse_id: int
+    shape: tuple[int, int]
+    vmin: float
+    vmax: float
+    time: float
+    render_seconds: float
+
+
+class EntryKind(StrEnum):
+    """What kind of file defines an entry."""
+
+    EXECUTABLE = "executable"
+    SCRIPT = "script"
+    CONFIG = "config"
+    EXTENSION = "extension"
+
+
+class Entry(StrictModel):
+    """A pipeline of the registry, valid or not."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="Entry name: the file stem.")
+    kind: EntryKind = Field(description="executable, script, config or extension.")
+    filename: str = Field(description="The registry file that defines the entry.")
+    valid: bool = Field(description="False when the entry cannot be started; see error.")
+    error: str | None = Field(None, description="Why the entry is invalid, quoting the file.")
+    modified: float = Field(
+        description="Last modification of the entry's files (a config's JSON or its program), "
+        "Unix seconds."
+    )
+    spec: EntrySpec | None = Field(
+        None, description="The parsed JSON of a config; a default spec for a script or executable."
+    )
+    argv: list[str] | None = Field(None, description="The resolved command line; None if invalid.")
+    description: str = Field("", description="One line for people.")
+
+
+class RegistryChanges(StrictModel):
+    """Entry names that a scan found added, changed or removed; false when nothing changed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    added: list[str] = Field(default_factory=list, description="New entry names.")
+    changed: list[str] = Field(default_factory=list, description="Entries whose files changed.")
+    removed: list[str] = Field(default_factory=list, description="Entry names that are gone.")
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+
+class RegistryFile(StrictModel):
+    """One registry file, as ``GET /api/v1/registry/files`` lists it."""
+
+    filename: str = Field(description="File name in the registry.")
+    size: int = Field(description="Bytes.")
+    sha256: str = Field(description="SHA-256 of the content, hex.")
+    executable: bool = Field(description="It has an execute bit (a program).")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from annotated_types import Len
 from pydantic import Field, model_validator
 
-from .contract import SocketMode, StrictModel
+from ..contract import SocketMode, StrictModel
 
 __all__ = [
     "EntrySpec",

@@ -1,4 +1,4 @@
-"""Domain errors of the supervisor core.
+"""Domain errors of the node API (raised by a node and by a manager alike).
 
 The core raises these; only the edge (the FastAPI app factory, the CLI) maps them to HTTP status
 codes or exit codes: not found -> 404, invalid input -> 422, payload too large -> 413,
@@ -9,6 +9,7 @@ bad input.
 from __future__ import annotations
 
 __all__ = [
+    "BackgroundNotFoundError",
     "ConflictError",
     "EntryNotFoundError",
     "InstanceNotFoundError",
@@ -64,3 +65,7 @@ class ConflictError(SupervisorError):
 
 class UnavailableError(SupervisorError):
     """Something the request needs does not answer now (e.g. the cluster node that runs it)."""
+
+
+class BackgroundNotFoundError(NotFoundError):
+    """No background of that id, or none for that camera."""

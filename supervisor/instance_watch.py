@@ -1,0 +1,75 @@
+"""Checks the monitoring round makes of each instance: an idle on-demand run, a stalled one."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from .nodeapi.models import InstanceState
+
+if TYPE_CHECKING:
+    from .instance import Instance
+
+__all__ = ["check_idle", "check_stall"]
+
+
+def check_idle(instance: Instance, now: float) -> None:
+    """An on-demand instance without clients stops after its entry's no_client_timeout.
+
+    The clients are the program's own count (its status); one that does not count them is
+    never stopped this way. The countdown starts once the program is ready, so the client
+    that asked for the stream has the whole timeout to connect."""
+    timeout = instance.spec.no_client_timeout
+    clients = instance.stats.clients
+    if (
+        not instance.on_demand
+        or timeout <= 0
+        or instance.state != InstanceState.RUNNING
+        or not instance.ready
+        or clients is None
+        or instance.desired != "running"
+        or clients > 0
+    ):
+        if instance.idle_since is not None:  # assigned only on a change: it re-renders the JSON
+            instance.idle_since = None
+        return
+    if instance.idle_since is None:
+        instance.idle_since = now
+    elif now - instance.idle_since >= timeout:
+        instance.hooks.record(instance, "info", f"no client for {timeout:g} s: stopped (on demand)")
+        instance.idle_stop = asyncio.get_running_loop().create_task(instance.stop())
+
+
+def check_stall(instance: Instance, now: float) -> None:
+    """Mark the instance stalled when its input moved but its output has not for the
+    entry's ``stall_timeout``; log it once, and restart it if the entry asks for that."""
+    timeout = instance.spec.stall_timeout
+    stats = instance.stats
+    if (
+        timeout is None
+        or instance.state != InstanceState.RUNNING
+        or instance.process is None
+        or not instance.spec.output.enabled
+        or stats.last_input_at is None
+    ):
+        if instance.stalled:
+            instance.stalled = False  # not running any more: nothing to say
+        return
+    quiet_since = stats.last_output_at or instance.process.started
+    stalled = (
+        stats.last_input_at > quiet_since
+        and now - stats.last_input_at < timeout  # the input still flows
+        and now - quiet_since >= timeout
+    )
+    if stalled == instance.stalled:
+        return
+    instance.stalled = stalled
+    if not stalled:
+        instance.hooks.record(instance, "info", "output moves again: no longer stalled")
+        return
+    message = f"stalled: input flows but no output for {now - quiet_since:.0f} s"
+    if instance.spec.restart_on_stall:
+        instance.hooks.record(instance, "warning", f"{message}; restarting it (restart_on_stall)")
+        instance.stall_restart = asyncio.get_running_loop().create_task(instance.restart())
+    else:
+        instance.hooks.record(instance, "warning", message)

@@ -1,0 +1,40 @@
+"""One supervisor per state folder: an exclusive lock held while the node runs."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from .nodeapi.errors import ConflictError
+
+__all__ = ["StateLock"]
+
+
+class StateLock:
+    """``supervisor.lock`` in the state folder, locked with flock and naming the holder's pid."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock. Raises ``ConflictError`` naming the pid that holds it."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / "supervisor.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ConflictError(
+                f"another supervisor (pid {holder}) is using {self.folder}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+            self._fd = None

@@ -1,0 +1,281 @@
+"""A real ``Supervisor`` with fake collaborators: no process is spawned, no guard, no state file.
+
+The spawner hands out fake processes that end when told; the control channel records what it
+sends; the store keeps records in memory. The registry and the log hub are the real ones (a
+folder and loopback sockets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq.asyncio
+
+from supervisor.backgrounds import BackgroundStore
+from supervisor.contract import ConfigUpdate, ContractEnv
+from supervisor.instance import Instance
+from supervisor.loghub import LogHub
+from supervisor.node import Supervisor
+from supervisor.nodeapi import (
+    ConflictError,
+    CreateInstance,
+    InstanceNotFoundError,
+    InstanceState,
+)
+from supervisor.process import ExitStatus
+from supervisor.registry import Registry
+from supervisor.settings import Settings
+from supervisor.store import InstanceRecord
+
+_pids = itertools.count(40000)
+
+
+class FakeProcess:
+    """A run that is 'alive' until ``end`` (or a stop) says how it ended."""
+
+    def __init__(self, on_exit: Callable[[FakeProcess, ExitStatus], None]) -> None:
+        self.pid = self.pgid = next(_pids)
+        self.started = 0.0
+        self.runtime = 100.0  # long enough to count as a stable run
+        self.exit_status: ExitStatus | None = None
+        self.signals: list[int] = []
+        self._on_exit = on_exit
+
+    @property
+    def alive(self) -> bool:
+        return self.exit_status is None
+
+    def end(self, code: int | None = 0, signal: int | None = None) -> None:
+        self.exit_status = ExitStatus(code=code, signal=signal)
+        asyncio.get_running_loop().call_soon(self._on_exit, self, self.exit_status)
+
+    def kill_group(self, sig: int) -> bool:
+        self.signals.append(sig)
+        return True
+
+    async def terminate(self, grace: float) -> tuple[ExitStatus, bool]:
+        self.signals.append(15)
+        self.end(signal=15)
+        await asyncio.sleep(0)
+        assert self.exit_status is not None
+        return self.exit_status, False
+
+
+class FakeSpawner:
+    """Records every spawn: the instance, its command line and its contract."""
+
+    def __init__(self) -> None:
+        self.spawned: list[tuple[str, ContractEnv, FakeProcess]] = []
+        self.exited_runs: list[tuple[str, int]] = []
+        self.started = self.closed = False
+
+    def start(self) -> None:
+        self.started = True
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def spawn(
+        self, instance: Instance, argv: list[str], contract: ContractEnv, env: Mapping[str, str]
+    ) -> FakeProcess:
+        process = FakeProcess(instance.handle_exit)
+        self.spawned.append((instance.name, contract, process))
+        return process
+
+    def exited(self, instance: Instance, process: FakeProcess) -> None:
+        self.exited_runs.append((instance.name, instance.run))
+
+    def runs_of(self, name: str) -> list[tuple[ContractEnv, FakeProcess]]:
+        return [(c, p) for n, c, p in self.spawned if n == name]
+
+
+class FakeControl:
+    """The CONFIG channel's server end, without a socket."""
+
+    url = "tcp://127.0.0.1:1"
+    malformed = 0
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, ConfigUpdate]] = []
+        self.handler: Any = None
+
+    async def start(self, handler: Any, host: str = "127.0.0.1") -> None:
+        self.handler = handler
+
+    async def close(self) -> None:
+        pass
+
+    def send_config(self, routing_id: bytes, update: ConfigUpdate) -> None:
+        self.sent.append((routing_id, update))
+
+
+class MemoryStore:
+    """Saved records, in memory."""
+
+    def __init__(self, records: list[InstanceRecord] | None = None) -> None:
+        self.records = list(records or [])
+        self.saves = 0
+
+    def load(self) -> list[InstanceRecord]:
+        return list(self.records)
+
+    def save(self, records: list[InstanceRecord]) -> None:
+        self.records = list(records)
+        self.saves += 1
+
+
+ENTRIES = {
+    "cam.json": {"builtin": "camera_simulation", "parameters": {"size_x": 64}},
+    "spots.json": {"builtin": "passthrough", "input": {"camera": "cam"}},
+    "loop_a.json": {"builtin": "passthrough", "input": {"instance": "loop_b"}},
+    "loop_b.json": {"builtin": "passthrough", "input": {"instance": "loop_a"}},
+}
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> dict[str, Any]:
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    for filename, spec in ENTRIES.items():
+        (registry / filename).write_text(json.dumps(spec))
+    settings = Settings(registry=registry, monitor_interval=0, port_range=(23100, 23200))
+    return {
+        "settings": settings,
+        "spawner": FakeSpawner(),
+        "control": FakeControl(),
+        "store": MemoryStore(),
+    }
+
+
+def _node(parts: dict[str, Any]) -> Supervisor:
+    settings: Settings = parts["settings"]
+    assert settings.backgrounds is not None
+    return Supervisor(
+        settings,
+        registry=Registry(settings.registry),
+        backgrounds=BackgroundStore(settings.backgrounds),
+        store=parts["store"],
+        loghub=LogHub(),
+        control=parts["control"],
+        spawner=parts["spawner"],
+        ctx=zmq.asyncio.Context(),
+    )
+
+
+async def _started(parts: dict[str, Any]) -> Supervisor:
+    node = _node(parts)
+    await node.start()
+    return node
+
+
+def test_create_launches_the_pipeline_and_the_camera_it_reads(parts):
+    """A create spawns the pipeline with its source's stream as DATA; the source is created."""
+
+    async def main() -> None:
+        node = await _started(parts)
+        try:
+            info = await node.create_instance(CreateInstance(name="spots", entry="spots"))
+            spawner: FakeSpawner = parts["spawner"]
+            ((cam_contract, _),) = spawner.runs_of("cam")
+            ((spots_contract, _),) = spawner.runs_of("spots")
+            assert spots_contract.data_url == cam_contract.output_url.replace("*", "127.0.0.1")
+            assert spots_contract.config_url == FakeControl.url
+            assert info.state == InstanceState.STARTING
+            names = [i.name for i in await node.list_instances()]
+            assert names == ["cam", "spots"]
+            assert (await node.get_instance("cam")).on_demand
+        finally:
+            await node.close()
+
+    asyncio.run(main())
+
+
+def test_stop_and_delete_end_the_run_and_forget_the_instance(parts):
+    """A stop SIGTERMs the run and saves 'stopped'; a delete forgets it in the saved state."""
+
+    async def main() -> None:
+        node = await _started(parts)
+        try:
+            await node.create_instance(CreateInstance(name="c", entry="cam"))
+            ((_, process),) = parts["spawner"].runs_of("c")
+            info = await node.stop_instance("c")
+            assert process.signals == [15]
+            assert info.state == InstanceState.STOPPED
+            assert [r.desired for r in parts["store"].records] == ["stopped"]
+            await node.delete_instance("c")
+            assert parts["store"].records == []
+            with pytest.raises(InstanceNotFoundError):
+                await node.get_instance("c")
+        finally:
+            await node.close()
+
+    asyncio.run(main())
+
+
+def test_a_crashed_run_is_restarted_by_its_policy(parts):
+    """A permanent instance that exits with code 1 is spawned again, run 2."""
+
+    async def main() -> None:
+        node = await _started(parts)
+        try:
+            await node.create_instance(CreateInstance(name="c", entry="cam", permanent=True))
+            ((_, first),) = parts["spawner"].runs_of("c")
+            first.end(code=1)
+            for _ in range(100):
+                if len(parts["spawner"].runs_of("c")) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert [c.run for c, _ in parts["spawner"].runs_of("c")] == [1, 2]
+            assert parts["spawner"].exited_runs == [("c", 1)]
+        finally:
+            await node.close()
+
+    asyncio.run(main())
+
+
+def test_an_input_cycle_fails_the_instance_with_the_chain(parts):
+    """loop_a reads loop_b which reads loop_a: refused, the chain is in the reason."""
+
+    async def main() -> None:
+        node = await _started(parts)
+        try:
+            info = await node.create_instance(CreateInstance(name="loop_a", entry="loop_a"))
+            assert info.state == InstanceState.FAILED
+            assert "input cycle: loop_a -> loop_b -> loop_a" in info.reason
+            with pytest.raises(ConflictError, match="already exists"):
+                await node.create_instance(CreateInstance(name="loop_a", entry="loop_a"))
+        finally:
+            await node.close()
+
+    asyncio.run(main())
+
+
+def test_the_desired_state_comes_back_at_start(parts):
+    """Saved records are restored, and a 'running' one is launched with the node."""
+    parts["store"].records = [
+        InstanceRecord(name="c", entry="cam", config={"size_x": 32}, desired="running"),
+        InstanceRecord(name="idle", entry="cam", desired="stopped"),
+    ]
+
+    async def main() -> None:
+        node = await _started(parts)
+        try:
+            assert [n for n, _, _ in parts["spawner"].spawned] == ["c"]
+            assert (await node.get_config("c")) == {"size_x": 32}
+            assert (await node.get_instance("idle")).state == InstanceState.STOPPED
+        finally:
+            await node.close()
+        assert parts["spawner"].closed
+        # Shutting down is not an operator's stop: 'c' is still wanted running.
+        assert {r.name: r.desired for r in parts["store"].records} == {
+            "c": "running",
+            "idle": "stopped",
+        }
+
+    asyncio.run(main())
