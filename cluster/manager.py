@@ -41,10 +41,12 @@ from supervisor.nodeapi import (
 )
 from supervisor.registry import Registry
 
+from . import forwarding
 from .config import ClusterConfig
 from .health import HealthMonitor
 from .ledger import Ledger, Placement
 from .logrelay import LogRelay
+from .nodeclient import NodeClient
 from .nodes import NodeState, NodeStatus, merged_resources
 from .placement import Decision, PlacementRequest, place
 from .pool import NodePool
@@ -184,7 +186,7 @@ class ClusterManager(FolderAPI):
             )
         raise InstanceNotFoundError(f"no instance named {name!r} in the cluster")
 
-    def _client(self, node: NodeState) -> Any:
+    def _client(self, node: NodeState) -> NodeClient:
         if node.client is None:
             raise UnavailableError(f"node {node.name!r} has no URL yet")
         return node.client
@@ -439,29 +441,11 @@ class ClusterManager(FolderAPI):
     async def tail_logs(
         self, name: str, n: int = 100, since_seq: int | None = None
     ) -> list[LogEntry]:
-        node = self._holder(name)
-        params: dict[str, Any] = {"tail": n}
-        if since_seq is not None:
-            params["since"] = since_seq
-        entries = await self._client(node).json("GET", f"/instances/{name}/logs", params=params)
-        return [LogEntry(**e) for e in entries]
+        return await forwarding.tail_logs(self._client(self._holder(name)), name, n, since_seq)
 
     async def follow_logs(self, name: str, since_seq: int | None = None) -> AsyncIterator[LogEntry]:
-        return self._follow(self._holder(name), name, since_seq)
-
-    async def _follow(
-        self, node: NodeState, name: str, since_seq: int | None
-    ) -> AsyncIterator[LogEntry]:
-        params = {"since": since_seq} if since_seq is not None else {}
-        client = self._client(node)
-        try:
-            async with client.stream(f"/instances/{name}/logs/follow", params) as lines:
-                async for line in lines:
-                    if line.startswith("data: "):
-                        yield LogEntry(**json.loads(line[6:]))
-        except UnavailableError as exc:
-            # The node went away: the follow ends; the client's EventSource asks again.
-            log.info("log_follow_ended", instance=name, node=node.name, reason=exc.message)
+        node = self._holder(name)
+        return forwarding.follow_logs(self._client(node), node.name, name, since_seq)
 
     async def log_stream_url(self) -> str:
         return self.log_stream
@@ -475,44 +459,14 @@ class ClusterManager(FolderAPI):
         vmin: float | None = None,
         vmax: float | None = None,
     ) -> Preview:
-        node = self._holder(name)
-        params: dict[str, Any] = {"channel": channel, "colormap": colormap, "width": width}
-        if vmin is not None:
-            params["min"] = vmin
-        if vmax is not None:
-            params["max"] = vmax
-        answer = await self._client(node).request(
-            "GET", f"/instances/{name}/preview", params=params
-        )
-        height, _, across = answer.headers["X-Image-Shape"].partition("x")
-        low, _, high = answer.headers["X-Image-Range"].partition(",")
-        timing = answer.headers.get("Server-Timing", "dur=0").rpartition("dur=")[2]
-        return Preview(
-            png=answer.content,
-            pulse_id=int(answer.headers["X-Pulse-Id"]),
-            shape=(int(height), int(across)),
-            vmin=float(low),
-            vmax=float(high),
-            time=time.time(),
-            render_seconds=float(timing) / 1000,
-        )
+        client = self._client(self._holder(name))
+        return await forwarding.preview(client, name, channel, colormap, width, vmin, vmax)
 
     async def collect_background(
         self, name: str, n_images: int, timeout: float | None = None
     ) -> BackgroundInfo:
-        node = self._holder(name)
-        params: dict[str, Any] = {"n_images": n_images}
-        if timeout is not None:
-            params["timeout"] = timeout
-        client = self._client(node)
-        answer = await client.json(
-            "POST",
-            f"/instances/{name}/backgrounds",
-            params=params,
-            timeout=(timeout or 10 + n_images) + 10,
-        )
-        info = BackgroundInfo.model_validate(answer)
+        client = self._client(self._holder(name))
+        info, data = await forwarding.collect_background(client, name, n_images, timeout)
         # Kept by the manager too, from where it reaches every node (a moved camera keeps it).
-        data = await client.request("GET", f"/backgrounds/{info.id}/data")
-        await asyncio.to_thread(self.backgrounds.write, info.id, data.content)
+        await asyncio.to_thread(self.backgrounds.write, info.id, data)
         return info
