@@ -20,7 +20,11 @@ async def run(settings: ManagerSettings) -> None:
     assert settings.state_dir is not None
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     app = create_manager_app(
-        manager, token=settings.token, audit=AuditLog(settings.state_dir / "audit.jsonl")
+        manager,
+        token=settings.token,
+        audit=AuditLog(settings.state_dir / "audit.jsonl"),
+        viewer_token=settings.viewer_token,
+        allowed_hosts=settings.accepted_hosts,
     )
     await serving.run(manager, app, settings, listening_event="manager_listening")
 

@@ -20,7 +20,13 @@ async def run(settings: Settings) -> None:
     assert settings.state_dir is not None
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     audit = AuditLog(settings.state_dir / "audit.jsonl")
-    app = create_app(supervisor, token=settings.token, audit=audit)
+    app = create_app(
+        supervisor,
+        token=settings.token,
+        audit=audit,
+        viewer_token=settings.viewer_token,
+        allowed_hosts=settings.accepted_hosts,
+    )
 
     async def register(address: str) -> None:
         assert settings.manager is not None

@@ -12,6 +12,9 @@ from .contract import StrictModel
 
 __all__ = ["ServiceSettings", "Settings"]
 
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+"""Host names a loopback-bound API always answers to."""
+
 
 class ServiceSettings(StrictModel):
     """What every served node API is told: its folders, its REST address, token and logging."""
@@ -29,10 +32,35 @@ class ServiceSettings(StrictModel):
     api_host: str = Field("127.0.0.1", description="Interface the REST API listens on.")
     api_port: int = Field(8090, ge=0, le=65535, description="REST port (0: any free port).")
     token: str | None = Field(
-        None, description="Bearer token required by mutating endpoints (None: no protection)."
+        None, description="Operator bearer token, which every change needs (None: no protection)."
+    )
+    viewer_token: str | None = Field(
+        None,
+        description="Viewer bearer token: once given, reads need it or the operator token, and "
+        "viewers see secrets redacted; needs an operator token.",
+    )
+    allowed_hosts: list[str] = Field(
+        [],
+        description="Host names, beyond 127.0.0.1, localhost and [::1], that a loopback-bound "
+        "API answers to (others get 421, against DNS rebinding).",
     )
     log_format: Literal["console", "json"] = Field("console", description="Log format.")
     max_upload_bytes: int = Field(64 * 2**20, gt=0, description="Largest registry upload.")
+
+    @property
+    def accepted_hosts(self) -> frozenset[str] | None:
+        """Host names the API answers to: any (None) unless it is bound to loopback."""
+        if not (self.api_host in LOOPBACK_NAMES or self.api_host.startswith("127.")):
+            return None
+        return LOOPBACK_NAMES | {self.api_host} | {h.lower() for h in self.allowed_hosts}
+
+    @model_validator(mode="after")
+    def _tokens(self) -> ServiceSettings:
+        if self.viewer_token and not self.token:
+            raise ValueError("a viewer token needs an operator token")
+        if self.viewer_token and self.viewer_token == self.token:
+            raise ValueError("the viewer token must differ from the operator token")
+        return self
 
     @model_validator(mode="after")
     def _folders(self) -> ServiceSettings:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -32,7 +34,7 @@ from . import (
     routes_streams,
     routes_web,
 )
-from .auth import GuardMiddleware
+from .auth import GuardMiddleware, host_name
 from .deps import API_PREFIX
 from .metrics import NodeCollector, metrics_registry
 
@@ -119,7 +121,12 @@ class _UnexpectedErrors:
 
 
 def create_app(
-    node: NodeAPI, *, token: str | None = None, audit: AuditLog | None = None
+    node: NodeAPI,
+    *,
+    token: str | None = None,
+    audit: AuditLog | None = None,
+    viewer_token: str | None = None,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> FastAPI:
     """The REST API of ``node`` under ``/api/v1``, with its docs at ``/docs``.
 
@@ -128,6 +135,10 @@ def create_app(
         token: Bearer token that POST, PUT, PATCH and DELETE need; None (or empty) leaves
             them open.
         audit: Where mutating calls are recorded; default: kept in memory only.
+        viewer_token: Bearer token of viewers: once given, reads need it (or ``token``), and
+            viewers see configs and ``env`` with their secrets redacted. Needs ``token``.
+        allowed_hosts: The ``Host`` names answered (others: 421); None: any (see
+            ``ServiceSettings.accepted_hosts``).
     """
     app = FastAPI(
         title="pipevisor",
@@ -139,6 +150,12 @@ def create_app(
     )
     app.state.node = node
     app.state.token = token or None
+    app.state.viewer_token = viewer_token or None
+    if app.state.viewer_token is not None and app.state.token is None:
+        raise ValueError("a viewer token needs an operator token")
+    app.state.allowed_hosts = (
+        None if allowed_hosts is None else frozenset(host_name(h) for h in allowed_hosts)
+    )
     app.state.audit = audit if audit is not None else AuditLog(None)
     app.state.sse_keepalive = SSE_KEEPALIVE
     app.state.metrics = NodeCollector()

@@ -121,7 +121,8 @@ async function detailOf(response) {
   }
 }
 
-// One call of the API. A mutating call refused for its token asks for one and tries again.
+// One call of the API. A call refused for its token (a change without the operator's, a read on
+// a node with a viewer token) asks for one and tries again.
 async function api(method, path, body) {
   for (;;) {
     const headers = {};
@@ -133,7 +134,7 @@ async function api(method, path, body) {
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: "no-store",
     });
-    if (response.status === 401 && method !== "GET") {
+    if (response.status === 401) {
       const detail = await detailOf(response);
       const given = await askToken(`The node refused the call: ${detail}.`);
       if (given === null) throw new ApiError(401, `${method} ${path}: ${detail}`);
@@ -556,6 +557,12 @@ async function applyConfig() {
   const result = checkConfig();
   if (!name || result.error) return;
   const status = $("config-status");
+  if ($("config").value.includes('"<redacted>"')) {
+    // Read with a viewer's token: applying it would overwrite the secrets with the placeholder.
+    status.textContent = "the config shows <redacted> secrets: reload it with the operator's token first";
+    status.className = "status error";
+    return;
+  }
   $("config-apply").disabled = true;
   status.textContent = "applying…";
   status.className = "status";
@@ -606,7 +613,8 @@ async function refreshPreview() {
       colormap: $("preview-colormap").value,
       width: String(width),
     });
-    const response = await fetch(`${API}/instances/${encodeURIComponent(name)}/preview?${query}`, { cache: "no-store" });
+    const headers = token() ? { Authorization: `Bearer ${token()}` } : {};
+    const response = await fetch(`${API}/instances/${encodeURIComponent(name)}/preview?${query}`, { cache: "no-store", headers });
     if (!response.ok) throw new ApiError(response.status, await detailOf(response));
     const blob = await response.blob();
     if (state.selected !== name) return;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -78,3 +79,55 @@ def test_the_api_token_never_reaches_a_program(
         what="the data folder line",
     )
     assert data_line == f"data={tmp_path / 'data'}"
+
+
+def test_tokens_from_files_roles_origins_and_hosts_of_a_real_node(
+    start_supervisor, write_entry, tmp_path, monkeypatch
+):
+    """A node given its tokens in files: neither is on its command line; viewers read (with
+    secrets redacted) but do not change; a cross-site or text/plain stop is refused even with the
+    operator's token; an unknown Host is refused."""
+    monkeypatch.delenv("PIPEVISOR_TOKEN", raising=False)
+    monkeypatch.delenv("PIPEVISOR_VIEWER_TOKEN", raising=False)
+    write_entry("idle.sh", shell("exec sleep 600"), executable=True)
+    (tmp_path / "op.token").write_text("op-s3cret\n")
+    (tmp_path / "viewer.token").write_text("view-s3cret\n")
+    sup = start_supervisor(
+        "--token-file",
+        str(tmp_path / "op.token"),
+        "--viewer-token-file",
+        str(tmp_path / "viewer.token"),
+    )
+    assert sup.proc is not None
+    cmdline = Path(f"/proc/{sup.proc.pid}/cmdline").read_bytes()
+    assert b"op-s3cret" not in cmdline
+    assert b"view-s3cret" not in cmdline
+    operator = {"Authorization": "Bearer op-s3cret"}
+    viewer = {"Authorization": "Bearer view-s3cret"}
+    with httpx.Client(base_url=sup.url + "/api/v1") as c:
+        assert c.get("/instances").status_code == 401
+        created = c.post(
+            "/instances",
+            json={"name": "i", "entry": "idle", "config": {"password": "hunter2"}},
+            headers=operator,
+        )
+        assert created.status_code == 201, created.text
+        assert c.get("/instances/i/config", headers=viewer).json() == {"password": "<redacted>"}
+        assert c.get("/instances/i/config", headers=operator).json() == {"password": "hunter2"}
+        assert c.post("/instances/i/stop", headers=viewer).status_code == 401
+        cross = c.post("/instances/i/stop", headers={"Origin": "http://evil.example", **operator})
+        assert cross.status_code == 403
+        simple = c.post(
+            "/instances/i/stop", content=b"x", headers={"Content-Type": "text/plain", **operator}
+        )
+        assert simple.status_code == 415
+        rebound = c.get("/health", headers={"Host": f"evil.example:{sup.port}"})
+        assert rebound.status_code == 421
+        assert c.get("/instances/i", headers=operator).json()["desired"] == "running"
+        own = c.post(
+            "/instances/i/stop", headers={"Origin": f"http://localhost:{sup.port}", **operator}
+        )
+        # The Host is 127.0.0.1 (the client's URL), so localhost is another origin.
+        assert own.status_code == 403
+        same = c.post("/instances/i/stop", headers={"Origin": sup.url, **operator})
+        assert same.status_code == 200, same.text
