@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import Field
 
+from supervisor.api.body import JSONBodyRoute
 from supervisor.atomicfile import write_atomic
 from supervisor.contract import StrictModel
 from supervisor.nodeapi.errors import ConflictError, NotFoundError
@@ -20,7 +21,7 @@ from .placement import PlacementRequest, place
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/cluster", tags=["cluster"])
+router = APIRouter(prefix="/cluster", tags=["cluster"], route_class=JSONBodyRoute)
 
 
 async def get_manager(request: Request) -> ClusterManager:

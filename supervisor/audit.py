@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .contract import StrictModel
 
@@ -35,6 +35,15 @@ class AuditRecord(StrictModel):
     )
     body_truncated: bool = Field(False, description="The body was longer than what is kept.")
     status: int = Field(description="HTTP status code of the answer.")
+
+    @field_validator("client", "path", "target", "body", mode="after")
+    @classmethod
+    def _escape_surrogates(cls, value: str | None) -> str | None:
+        """A refused request may name a string that is not Unicode (a lone surrogate): keep it
+        escaped, so the record can still be written and shown."""
+        if value is None or value.isascii():
+            return value
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
     @classmethod
     def at(cls, time: float, **fields: object) -> AuditRecord:

@@ -11,10 +11,12 @@ an array and nothing else.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -184,6 +186,25 @@ class BackgroundStore:
 
 
 def _load(data: bytes, background: str) -> np.ndarray:
+    # The header says how much to allocate: check it against the data there is first, so a
+    # 100 kB file claiming 100000 x 100000 float64 is refused, not a 75 GiB allocation.
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    except (ValueError, OSError):
+        pass  # np.load below says what is wrong
+    else:
+        claimed = math.prod(shape) * dtype.itemsize
+        present = len(data) - stream.tell()
+        if not dtype.hasobject and claimed > present:
+            raise InvalidConfigError(
+                f"background '{background}': its header claims shape {list(shape)} of "
+                f"{dtype}, {claimed} bytes, but the file holds {present} bytes of data"
+            )
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -197,7 +218,7 @@ def _load(data: bytes, background: str) -> np.ndarray:
     return array
 
 
-def _read_header(f: io.BufferedReader, background: str) -> tuple[tuple[int, ...], np.dtype]:
+def _read_header(f: BinaryIO, background: str) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype from the ``.npy`` header, without reading the data."""
     try:
         version = np.lib.format.read_magic(f)

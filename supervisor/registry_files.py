@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import json
 import os
 import re
 import stat
@@ -21,11 +20,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .atomicfile import fsync_folder, write_atomic
+from .jsontext import parse_json
 from .nodeapi.errors import (
     ConflictError,
     EntryNotFoundError,
     InvalidEntryError,
     InvalidNameError,
+    InvalidValueError,
+    MalformedRequestError,
     PayloadTooLargeError,
 )
 from .nodeapi.models import RegistryFile
@@ -161,11 +163,9 @@ def parse_entry_spec(filename: str, data: bytes) -> EntrySpec:
         InvalidEntryError: quoting the file, the field path and the reason.
     """
     try:
-        raw = json.loads(data)
-    except UnicodeDecodeError as exc:
-        raise InvalidEntryError(f"{filename}: not UTF-8 text: {exc}") from exc
-    except json.JSONDecodeError as exc:
-        raise InvalidEntryError(f"{filename}: not valid JSON: {exc}") from exc
+        raw = parse_json(data, filename)
+    except (InvalidValueError, MalformedRequestError) as exc:
+        raise InvalidEntryError(exc.message) from exc
     try:
         spec = EntrySpec.model_validate(raw)
     except ValidationError as exc:

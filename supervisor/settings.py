@@ -87,16 +87,28 @@ class Settings(ServiceSettings):
         (11100, 12100), description="Output ports handed to instances, [first, last)."
     )
     status_interval: float = Field(
-        1.0, gt=0, description="Seconds between program status messages."
+        1.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="Seconds between program status messages (at most 3600).",
     )
     start_seconds: float = Field(
-        1.0, ge=0, description="A program alive this long without Ready counts as running."
+        1.0,
+        ge=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="A program alive this long (s, 0..3600) without Ready counts as running.",
     )
     log_capacity: int = Field(2000, ge=10, description="Log entries kept per instance.")
-    log_rate: float = Field(5000.0, gt=0, description="Log lines per second stored per instance.")
+    log_rate: float = Field(
+        5000.0, gt=0, allow_inf_nan=False, description="Log lines per second stored per instance."
+    )
     monitor_interval: float = Field(
         1.0,
         ge=0,
+        le=3600,
+        allow_inf_nan=False,
         description="Seconds between two samples of the instances' processes and of the node "
         "(CPU, memory, threads, descriptors) and stall checks; 0 turns monitoring off.",
     )

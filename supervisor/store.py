@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,8 @@ from pydantic import Field, ValidationError
 
 from .atomicfile import write_atomic
 from .contract import StrictModel
+from .jsontext import check_value
+from .nodeapi.errors import SupervisorError
 from .nodeapi.specs import InputSpec, OutputSpec, RestartPolicy
 
 __all__ = ["InstanceRecord", "StateStore"]
@@ -52,24 +54,42 @@ class StateStore:
         self.path = path
 
     def load(self) -> list[InstanceRecord]:
-        """The saved records; an unreadable file is kept aside and an empty state returned."""
+        """The saved records. A record that no longer validates (or holds a string that is not
+        Unicode) is dropped alone, with the file copied aside; an unreadable file is kept aside
+        and an empty state returned."""
         try:
-            text = self.path.read_text()
+            text = self.path.read_bytes()
         except FileNotFoundError:
             return []
         try:
-            return _StateFile.model_validate_json(text).instances
-        except ValidationError as exc:
-            broken = self.path.with_suffix(".broken")
-            os.replace(self.path, broken)
-            log.error(
-                "state_file_unreadable", path=str(self.path), kept_as=str(broken), error=str(exc)
-            )
+            # Python's parser, not pydantic's: it reads back any string json.dumps escaped, so
+            # one bad value is judged by itself instead of making the whole file unreadable.
+            raw = json.loads(text)
+            if not isinstance(raw, dict) or not isinstance(raw.get("instances", []), list):
+                raise ValueError("not an object with a list of 'instances'")
+            _StateFile.model_validate({**raw, "instances": []})  # the format version
+        except ValueError as exc:  # ValidationError and JSONDecodeError included
+            self._keep_aside("state_file_unreadable", exc)
             return []
+        records = []
+        for raw_record in raw.get("instances", []):
+            try:
+                check_value(raw_record, "instance record")
+                records.append(InstanceRecord.model_validate(raw_record))
+            except (ValidationError, SupervisorError) as exc:
+                name = raw_record.get("name") if isinstance(raw_record, dict) else None
+                self._keep_aside("state_record_dropped", exc, instance=ascii(name))
+        return records
+
+    def _keep_aside(self, event: str, exc: Exception, **context: str) -> None:
+        broken = self.path.with_suffix(".broken")
+        shutil.copyfile(self.path, broken)
+        log.error(event, path=str(self.path), kept_as=str(broken), error=str(exc), **context)
 
     def save(self, records: list[InstanceRecord]) -> None:
         """Write all records atomically (temp file, fsync, rename)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = _StateFile(instances=records).model_dump(mode="json")
-        text = json.dumps(data, indent=2).encode()
+        # ASCII: a string that is not Unicode is escaped, never a byte that breaks the file.
+        text = json.dumps(data, indent=2, ensure_ascii=True).encode("ascii")
         write_atomic(self.path, text, temp_prefix=".state-")

@@ -17,6 +17,8 @@ from ..nodeapi.errors import (
     InvalidConfigError,
     InvalidEntryError,
     InvalidNameError,
+    InvalidValueError,
+    MalformedRequestError,
     NotFoundError,
     PayloadTooLargeError,
     SupervisorError,
@@ -35,6 +37,7 @@ from . import (
     routes_web,
 )
 from .auth import GuardMiddleware, host_name
+from .body import MAX_JSON_BYTES
 from .deps import API_PREFIX
 from .metrics import NodeCollector, metrics_registry
 
@@ -50,16 +53,21 @@ _STATUS: tuple[tuple[type[SupervisorError] | tuple[type[SupervisorError], ...], 
     (ConflictError, 409),
     (PayloadTooLargeError, 413),
     (UnavailableError, 503),
-    ((InvalidNameError, InvalidEntryError, InvalidConfigError), 422),
+    ((InvalidNameError, InvalidEntryError, InvalidConfigError, InvalidValueError), 422),
+    (MalformedRequestError, 400),
 )
 
 _DESCRIPTION = """\
 The REST API of one pipevisor node: the registry of pipelines, their running instances, their
 configuration and their logs.
 
-Errors answer with a 4xx status and `{"detail": "<what was wrong, quoting it>"}`. When the node
-has a token, every POST, PUT, PATCH and DELETE needs `Authorization: Bearer <token>`; every one
-of them, allowed or refused, is recorded in the audit log (`GET /api/v1/audit`).
+Errors answer with a 4xx status and `{"detail": "<what was wrong, quoting it>"}`; a body that
+does not match its model answers 422 with `{"detail": [{"loc": [...], "msg": ...}, ...]}`, the
+path of each bad field and why. A JSON body is at most 1 MiB (413 past it); one that is not
+UTF-8 JSON or nests deeper than 64 levels is a 400, and NaN, infinities and strings with lone
+surrogates are refused with 422, quoting the field. When the node has a token, every POST,
+PUT, PATCH and DELETE needs `Authorization: Bearer <token>`; every one of them, allowed or
+refused, is recorded in the audit log (`GET /api/v1/audit`).
 """
 
 
@@ -127,6 +135,7 @@ def create_app(
     audit: AuditLog | None = None,
     viewer_token: str | None = None,
     allowed_hosts: Iterable[str] | None = None,
+    max_json_bytes: int = MAX_JSON_BYTES,
 ) -> FastAPI:
     """The REST API of ``node`` under ``/api/v1``, with its docs at ``/docs``.
 
@@ -139,6 +148,8 @@ def create_app(
             viewers see configs and ``env`` with their secrets redacted. Needs ``token``.
         allowed_hosts: The ``Host`` names answered (others: 421); None: any (see
             ``ServiceSettings.accepted_hosts``).
+        max_json_bytes: Largest JSON request body (a config, a create request); 413 past it.
+            Raw uploads (registry files, backgrounds) have the node's ``max_upload_bytes``.
     """
     app = FastAPI(
         title="pipevisor",
@@ -158,6 +169,7 @@ def create_app(
     )
     app.state.audit = audit if audit is not None else AuditLog(None)
     app.state.sse_keepalive = SSE_KEEPALIVE
+    app.state.max_json_bytes = max_json_bytes
     app.state.metrics = NodeCollector()
     app.state.metrics_registry = metrics_registry(app.state.metrics)
     app.include_router(metrics.router)  # /metrics, where Prometheus looks by default

@@ -24,11 +24,14 @@ from ..contract import StrictModel
 from ..nodeapi import NodeAPI
 from ..nodeapi.errors import ConflictError, NotFoundError
 from ..nodeapi.models import InstanceInfo
+from .body import JSONBodyRoute
 from .deps import get_node
 
 __all__ = ["AcquisitionRequest", "router"]
 
-router = APIRouter(prefix="/instances/{name}/acquisitions", tags=["acquisitions"])
+router = APIRouter(
+    prefix="/instances/{name}/acquisitions", tags=["acquisitions"], route_class=JSONBodyRoute
+)
 
 Sup = Annotated[NodeAPI, Depends(get_node)]
 PulseRef = Annotated[int, Field(ge=0)] | Literal["now"]

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Body, Depends, Response, status
 
 from ..nodeapi import NodeAPI
 from ..nodeapi.models import ConfigResult, CreateInstance, InstanceInfo
+from .body import JSONBodyRoute
 from .deps import get_node
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/instances", tags=["instances"])
+router = APIRouter(prefix="/instances", tags=["instances"], route_class=JSONBodyRoute)
 
 Sup = Annotated[NodeAPI, Depends(get_node)]
 

@@ -1,9 +1,9 @@
 """Domain errors of the node API (raised by a node and by a manager alike).
 
 The core raises these; only the edge (the FastAPI app factory, the CLI) maps them to HTTP status
-codes or exit codes: not found -> 404, invalid input -> 422, payload too large -> 413,
-conflict -> 409, unavailable -> 503. Every message is a sentence for a person and quotes the
-bad input.
+codes or exit codes: not found -> 404, invalid input -> 422, malformed body -> 400, payload too
+large -> 413, conflict -> 409, unavailable -> 503. Every message is a sentence for a person and
+quotes the bad input.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ __all__ = [
     "InvalidConfigError",
     "InvalidEntryError",
     "InvalidNameError",
+    "InvalidValueError",
+    "MalformedRequestError",
     "NotFoundError",
     "PayloadTooLargeError",
     "SupervisorError",
@@ -53,6 +55,14 @@ class InvalidEntryError(SupervisorError):
 
 class InvalidConfigError(SupervisorError):
     """A configuration of the supervisor or of an instance is invalid."""
+
+
+class InvalidValueError(SupervisorError):
+    """A value no stored document may hold: NaN, an infinity, a string that is not Unicode."""
+
+
+class MalformedRequestError(SupervisorError):
+    """A request body that cannot be read: not UTF-8, not JSON, nested too deep (400)."""
 
 
 class PayloadTooLargeError(SupervisorError):

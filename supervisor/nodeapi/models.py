@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from annotated_types import Len
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictBool
 
 from ..contract import StrictModel
 from .specs import EntrySpec, InputSpec, OutputSpec, RestartPolicy
@@ -205,8 +205,8 @@ class CreateInstance(StrictModel):
     )
     output: OutputSpec | None = Field(None, description="Override of the entry's output.")
     restart: RestartPolicy | None = Field(None, description="Override of the restart policy.")
-    start: bool = Field(True, description="Start it right away.")
-    permanent: bool = Field(
+    start: StrictBool = Field(True, description="Start it right away.")
+    permanent: StrictBool = Field(
         False,
         description="Start it with the supervisor and keep it running: restart policy "
         "'always' (unless 'restart' says otherwise), never stopped for lack of clients.",

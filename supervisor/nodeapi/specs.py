@@ -9,17 +9,25 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from annotated_types import Len
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from ..contract import SocketMode, StrictModel
 
 __all__ = [
+    "MAX_SECONDS",
     "EntrySpec",
     "InputSpec",
     "OutputSpec",
     "RestartMode",
     "RestartPolicy",
 ]
+
+
+MAX_SECONDS = 3600.0
+"""Longest duration a spec accepts (a grace period, a backoff, a timeout): one hour."""
+
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
+"""A duration in seconds, 0..3600, finite: a bigger one would leave a stop or a restart hanging."""
 
 
 class RestartMode(StrEnum):
@@ -39,17 +47,29 @@ class RestartPolicy(StrictModel):
     """
 
     mode: RestartMode = Field(RestartMode.ON_FAILURE, description="never, on-failure or always.")
-    backoff_initial: float = Field(0.1, ge=0, description="Delay before the 2nd quick restart, s.")
-    backoff_max: float = Field(30.0, ge=0, description="Longest delay between restarts, s.")
-    backoff_factor: float = Field(2.0, ge=1, description="Growth of the delay per quick exit.")
-    stable_after: float = Field(
-        10.0, ge=0, description="A run this long (s) resets the backoff and the crash-loop count."
+    backoff_initial: Seconds = Field(
+        0.1, description="Delay before the 2nd quick restart, s (0..3600)."
+    )
+    backoff_max: Seconds = Field(30.0, description="Longest delay between restarts, s (0..3600).")
+    backoff_factor: float = Field(
+        2.0,
+        ge=1,
+        le=100,
+        allow_inf_nan=False,
+        description="Growth of the delay per quick exit, 1..100.",
+    )
+    stable_after: Seconds = Field(
+        10.0,
+        description="A run this long (s, 0..3600) resets the backoff and the crash-loop count.",
     )
     max_restarts: int = Field(
-        10, ge=0, description="Quick exits in a row before the instance is failed (0: no limit)."
+        10,
+        ge=0,
+        le=1_000_000,
+        description="Quick exits in a row before the instance is failed (0: no limit).",
     )
-    stop_grace: float = Field(
-        5.0, ge=0, description="Seconds between SIGTERM and SIGKILL when stopping."
+    stop_grace: Seconds = Field(
+        5.0, description="Seconds (0..3600) between SIGTERM and SIGKILL when stopping."
     )
 
 
@@ -101,7 +121,7 @@ class OutputSpec(StrictModel):
     port: int | None = Field(
         None, ge=1, le=65535, description="Fixed port; default: the next free one of the range."
     )
-    enabled: bool = Field(True, description="False for a program with no output stream.")
+    enabled: StrictBool = Field(True, description="False for a program with no output stream.")
 
 
 class EntrySpec(StrictModel):
@@ -131,26 +151,26 @@ class EntrySpec(StrictModel):
     )
     output: OutputSpec = Field(default_factory=OutputSpec, description="The OUTPUT stream.")
     restart: RestartPolicy = Field(default_factory=RestartPolicy, description="Restart policy.")
-    permanent: bool = Field(
+    permanent: StrictBool = Field(
         False, description="Start an instance of the same name with the supervisor."
     )
     env: dict[str, str] = Field(
         default_factory=dict, description="Extra environment variables for the program."
     )
-    stall_timeout: float | None = Field(
-        10.0,
-        gt=0,
-        description="Seconds of output standing still while input flows before the instance "
-        "is marked stalled (None: never).",
+    stall_timeout: Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)] | None = (
+        Field(
+            10.0,
+            description="Seconds (0..3600) of output standing still while input flows before "
+            "the instance is marked stalled (None: never).",
+        )
     )
-    restart_on_stall: bool = Field(
+    restart_on_stall: StrictBool = Field(
         False, description="Restart a stalled instance (it is only marked and logged otherwise)."
     )
-    no_client_timeout: float = Field(
+    no_client_timeout: Seconds = Field(
         10.0,
-        ge=0,
-        description="An on-demand instance stops after this many seconds without a connected "
-        "client (0: never).",
+        description="An on-demand instance stops after this many seconds (0..3600) without a "
+        "connected client (0: never).",
     )
 
     @model_validator(mode="after")

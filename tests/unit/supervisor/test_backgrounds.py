@@ -123,3 +123,19 @@ def test_foreign_files_in_the_folder_are_not_listed(store: BackgroundStore) -> N
     (store.root / "broken.npy").write_bytes(b"junk")
     (store.root / "notes.txt").write_text("hello")
     assert [i.id for i in store.infos()] == ["good"]
+
+
+def test_a_header_claiming_more_data_than_the_file_holds_is_refused(store: BackgroundStore):
+    """A .npy header of 100000 x 100000 float64 on a small file is refused before any
+    allocation, quoting the shape and the sizes; nothing is written."""
+    buffer = io.BytesIO()
+    header = {"descr": "<f8", "fortran_order": False, "shape": (100000, 100000)}
+    np.lib.format.write_array_header_1_0(buffer, header)
+    buffer.write(b"\0" * 4096)
+    with pytest.raises(InvalidConfigError) as info:
+        store.write("huge", buffer.getvalue())
+    assert info.value.message == (
+        "background 'huge': its header claims shape [100000, 100000] of float64, "
+        "80000000000 bytes, but the file holds 4096 bytes of data"
+    )
+    assert store.ids() == []

@@ -289,3 +289,37 @@ def test_write_and_delete_are_logged(registry: Registry):
     events = [(e["event"], e.get("file")) for e in logs]
     assert ("registry_file_written", "beam.py") in events
     assert ("registry_file_deleted", "beam.py") in events
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b'{"program": "a.py", "parameters": {"x": NaN}}', "n.json: parameters.x: NaN is not"),
+        (b'{"program": "a.py", "description": "\\ud800"}', "n.json: description: the string"),
+        (b'{"program": "a.py", "restart": {"stop_grace": 1e300}}', "n.json: restart.stop_grace"),
+        (b'{"program": "a.py", "stall_timeout": 1e9}', "n.json: stall_timeout"),
+        (b'{"program": "a.py", "permanent": "yes"}', "n.json: permanent: Input should be a valid"),
+        (b'{"program": "a.py", "x": "\xff"}', "n.json: not valid UTF-8 at byte"),
+    ],
+)
+def test_json_upload_with_a_value_no_entry_may_hold_is_refused_quoting_it(
+    root: Path, registry: Registry, content: bytes, why: str
+):
+    """NaN, a lone surrogate, an out-of-range duration, a non-boolean: InvalidEntryError."""
+    with pytest.raises(InvalidEntryError) as info:
+        registry.write_file("n.json", content)
+    assert info.value.message.startswith(why)
+    assert listing(root) == []
+
+
+def test_a_json_entry_with_nan_on_disk_is_listed_invalid_with_the_reason(
+    root: Path, registry: Registry
+):
+    """An entry file dropped into the folder with NaN is an invalid entry saying why."""
+    (root / "a.py").write_text("print(1)\n")
+    (root / "n.json").write_bytes(b'{"program": "a.py", "restart": {"backoff_initial": Infinity}}')
+    registry.scan()
+    entry = registry.get("n")
+    assert not entry.valid
+    assert entry.error is not None
+    assert entry.error.startswith("n.json: restart.backoff_initial: Infinity is not a JSON number")
