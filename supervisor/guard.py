@@ -76,10 +76,11 @@ def kill_session(token: str, pgids: set[int]) -> int:
 def main(argv: list[str]) -> int:
     """Read group registrations from stdin until EOF, then kill what is left."""
     token = argv[1]
-    # Ctrl-C in a terminal reaches the whole foreground group: the supervisor handles it and
-    # stops its instances; the guard must outlive it to catch what the supervisor could not.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Ctrl-C or a hangup of a terminal reaches the whole foreground group (the spawner starts
+    # the guard in a session of its own, so neither should reach it): the supervisor handles
+    # them and stops its instances; the guard must outlive it to catch what it could not.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     pgids: set[int] = set()
     stdin = sys.stdin.buffer
     for line in stdin:

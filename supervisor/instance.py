@@ -78,6 +78,9 @@ class Instance:
         self.stall_restart: asyncio.Task[None] | None = None
         self.on_demand = False  # created for a client or a reader (see check_idle)
         self.permanent = False  # starts with the supervisor, always runs
+        self.deleted = False  # set first by a delete: never spawned again
+        # The node's start, stop, restart and delete of this instance, one at a time.
+        self.lifecycle = asyncio.Lock()
         self.idle_since: float | None = None
         self.idle_stop: asyncio.Task[None] | None = None
         self.next_start_at: float | None = None
@@ -151,6 +154,9 @@ class Instance:
             self.last_error = message[:_LAST_ERROR_CHARS]
 
     def _spawn(self) -> None:
+        if self.deleted:  # a start, an exit or a backoff that raced the delete
+            self.log.info("instance_spawn_refused", reason="deleted")
+            return
         self.run += 1
         self.last_error = None
         self.resources = ResourceStats()

@@ -49,13 +49,17 @@ class Launcher:
         self._loghub = loghub
         self._status_interval = status_interval
         self._backgrounds = backgrounds
+        self.closing = False  # set first by the node's shutdown: nothing is spawned any more
 
     def launch(self, instance: Instance) -> ProgramProcess:
         """Spawn the next run of ``instance``.
 
         Raises:
-            ConflictError: its entry is invalid, or its inputs cannot be wired.
+            ConflictError: the node is shutting down, its entry is invalid, or its inputs
+                cannot be wired.
         """
+        if self.closing:  # before wiring, which may start the source it reads
+            raise ConflictError("not started: the node is shutting down")
         entry = self._registry.get(instance.entry)
         if not entry.valid or entry.argv is None:
             raise ConflictError(f"entry '{entry.name}' is invalid: {entry.error}")

@@ -3,7 +3,8 @@
 It composes its collaborators, each a module of its own: the instance table (``table``), input
 wiring (``wiring``), output ports (``outputs``), launching (``launcher``, ``spawner``), the CONFIG
 channel (``control``), the log hub (``loghub``), stream taps for previews and backgrounds
-(``taps``), the monitoring round (``monitor_loop``) and the state folder's lock (``statelock``).
+(``taps``), the monitoring round (``monitor_loop``) and the locks of the state folder and the
+registry (``statelock``).
 A call walks down from here and never comes back: route -> ``Supervisor`` -> ``Instance`` ->
 ``Launcher`` -> ``Spawner``. ``Supervisor.from_settings`` builds the real collaborators; unit
 tests hand it fakes.
@@ -12,6 +13,7 @@ tests hand it fakes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -32,7 +34,12 @@ from .launcher import Launcher
 from .loghub import LogHub
 from .mergepatch import merge_patch
 from .monitor_loop import MonitorLoop
-from .nodeapi.errors import ConflictError, InvalidConfigError, InvalidEntryError
+from .nodeapi.errors import (
+    ConflictError,
+    InstanceNotFoundError,
+    InvalidConfigError,
+    InvalidEntryError,
+)
 from .nodeapi.models import (
     BackgroundInfo,
     ConfigResult,
@@ -50,7 +57,7 @@ from .preview import check_preview
 from .registry import Registry
 from .settings import Settings
 from .spawner import Spawner
-from .statelock import StateLock
+from .statelock import REGISTRY_LOCK, StateLock
 from .store import InstanceRecord, StateStore
 from .table import InstanceTable
 from .taps import StreamTaps
@@ -86,6 +93,8 @@ class Supervisor(FolderAPI):
         self._spawner = spawner
         self._ctx = ctx
         self._lock = StateLock(settings.state_dir)
+        # One registry, one supervisor: two would both run its permanent entries.
+        self._registry_lock = StateLock(settings.registry, REGISTRY_LOCK, "the registry ")
         self._started_at = time.time()
         self.table = InstanceTable(registry, store)
         self.loghub.on_error = self.table.note_error
@@ -95,7 +104,7 @@ class Supervisor(FolderAPI):
             settings.public_host,
         )
         self._outputs = outputs
-        launcher = Launcher(
+        self._launcher = launcher = Launcher(
             registry=registry,
             spawner=spawner,
             wiring=InputWiring(self.table, registry, outputs),
@@ -149,6 +158,15 @@ class Supervisor(FolderAPI):
         """Bind the channels, start the guard, bring back the desired state, watch the registry."""
         self.settings.registry.mkdir(parents=True, exist_ok=True)
         self._lock.acquire()
+        try:
+            self._registry_lock.acquire()
+        except OSError as exc:  # a read-only registry: nothing to lock it with, still served
+            log.warning(
+                "registry_not_locked", registry=str(self.settings.registry), reason=str(exc)
+            )
+        except BaseException:
+            self._lock.release()
+            raise
         self.registry.scan()
         await self.loghub.start(
             self._ctx,
@@ -180,7 +198,12 @@ class Supervisor(FolderAPI):
         )
 
     async def close(self) -> None:
-        """Stop every instance (gracefully, in parallel) and release everything."""
+        """Stop every instance (gracefully, in parallel) and release everything.
+
+        Spawning ends first: no restart, backoff or source started by wiring may spawn while
+        the instances stop, or after the guard is gone.
+        """
+        self._launcher.closing = True
         if self._watch is not None:
             self._watch.cancel()
             try:
@@ -200,11 +223,13 @@ class Supervisor(FolderAPI):
         await self.loghub.close()
         self._ctx.term()
         await self._spawner.close()
+        self._registry_lock.release()
         self._lock.release()
         log.info("supervisor_stopped")
 
     def kill_all(self) -> None:
-        """Second signal: SIGKILL every instance group now."""
+        """Second signal: SIGKILL every instance group now (none is restarted)."""
+        self._launcher.closing = True
         for instance in self.table.all():
             if instance.process is not None:
                 instance.process.kill_group(9)
@@ -284,39 +309,61 @@ class Supervisor(FolderAPI):
             log.info("on_demand_created", instance=name)
         elif not instance.spec.output.enabled:
             raise ConflictError(f"instance '{name}' has no output stream")
-        if instance.desired != "running" or instance.state in (
-            InstanceState.STOPPED,
-            InstanceState.FAILED,
-        ):
-            await self.start_instance(name)  # saves the new desired state
+        async with self._lifecycle(instance):
+            if instance.desired != "running" or instance.state in (
+                InstanceState.STOPPED,
+                InstanceState.FAILED,
+            ):
+                self._start(instance)  # saves the new desired state
         return self._info(instance)
 
-    async def start_instance(self, name: str) -> InstanceInfo:
-        instance = self.table.get(name)
+    @contextlib.asynccontextmanager
+    async def _lifecycle(self, instance: Instance) -> AsyncIterator[None]:
+        """One start, stop, restart or delete of ``instance`` at a time; raises
+        ``InstanceNotFoundError`` when a delete that came first removed it meanwhile."""
+        async with instance.lifecycle:
+            if instance.deleted:
+                raise InstanceNotFoundError(f"no instance named '{instance.name}'")
+            yield
+
+    def _start(self, instance: Instance) -> None:
         entry = self.registry.get(instance.entry)
         if not entry.valid:
             raise ConflictError(
-                f"cannot start '{name}': entry '{entry.name}' is invalid: {entry.error}"
+                f"cannot start '{instance.name}': entry '{entry.name}' is invalid: {entry.error}"
             )
-        instance.spec = self.table.spec_for(name)
+        instance.spec = self.table.spec_for(instance.name)
         instance.start()
+
+    async def start_instance(self, name: str) -> InstanceInfo:
+        instance = self.table.get(name)
+        async with self._lifecycle(instance):
+            self._start(instance)
         return self._info(instance)
 
     async def stop_instance(self, name: str) -> InstanceInfo:
         instance = self.table.get(name)
-        await instance.stop()
+        async with self._lifecycle(instance):
+            await instance.stop()
         return self._info(instance)
 
     async def restart_instance(self, name: str) -> InstanceInfo:
-        await self.table.get(name).stop()
-        return await self.start_instance(name)
+        instance = self.table.get(name)
+        async with self._lifecycle(instance):
+            await instance.stop()
+            self._start(instance)
+        return self._info(instance)
 
     async def delete_instance(self, name: str) -> None:
         instance = self.table.get(name)
-        await instance.stop()
-        self.table.remove(name)
-        self._outputs.release(instance)
-        self.loghub.forget(name)
+        async with self._lifecycle(instance):
+            # First: from here no exit, backoff or start spawns it again, whatever its desired
+            # state (a start that raced this delete would otherwise leave a run nobody lists).
+            instance.deleted = True
+            await instance.stop()
+            self.table.remove(name)
+            self._outputs.release(instance)
+            self.loghub.forget(name)
         log.info("instance_deleted", instance=name)
 
     # -- config ------------------------------------------------------------------------------
@@ -375,6 +422,7 @@ class Supervisor(FolderAPI):
             "log_stream_url": self.loghub.pub_url,
             "stale_messages": self.table.stale_messages,
             "malformed_control_messages": self._control.malformed,
+            "guard": self._spawner.guard_info(),
             "monitor_interval": self.settings.monitor_interval,
             "resources": resources.model_dump() if resources is not None else None,
         }

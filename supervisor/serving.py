@@ -2,7 +2,17 @@
 
 uvicorn's own signal handling re-raises the signal after its shutdown, which would end the
 process before the service has stopped what it runs; here a signal only sets flags and the main
-coroutine acts. First signal: graceful (``interrupt(forced=False)``); second: forced.
+coroutine acts. First signal: graceful (``interrupt(forced=False)``); second: forced (but never
+a SIGHUP).
+
+SIGINT, SIGTERM and SIGHUP all stop gracefully. SIGHUP is what a closed terminal or SSH session
+sends: it used to end the process at once (its default action) with no log line, and the guard
+then SIGKILLed every program without a SIGTERM. Ignoring it instead would leave a node running
+that nobody started on purpose, so a hangup is a stop; run it under systemd, or
+``nohup``/``setsid`` it, to keep it past a session (started with SIGHUP ignored, as by
+``nohup``, it keeps ignoring it). Once the terminal is gone, writing the log to
+it fails (EIO), which would break the shutdown half way: at a hangup, standard output and error
+that are a terminal are pointed at ``/dev/null``, after the event is logged.
 """
 
 from __future__ import annotations
@@ -10,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
+import stat
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Protocol
 
@@ -25,6 +37,9 @@ from .settings import ServiceSettings
 __all__ = ["Service", "run", "serve"]
 
 log = structlog.get_logger(__name__)
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Each stops gracefully; a second SIGINT or SIGTERM forces."""
 
 
 class Service(Protocol):
@@ -48,7 +63,15 @@ class _Server(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         yield
 
-    def on_signal(self) -> None:
+    def on_signal(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        with contextlib.suppress(OSError):  # a terminal already gone
+            log.info("signal_received", signal=sig.name, graceful=not self.should_exit)
+        if sig == signal.SIGHUP:
+            _detach_terminal()
+            if self.should_exit:
+                # A hangup comes twice (from the kernel and from the shell that got it): it
+                # never forces, the programs keep their grace period.
+                return
         forced = self.should_exit
         if forced:
             self.force_exit = True
@@ -88,8 +111,12 @@ async def run(
     # Bind the API first: a port in use must stop us before anything has started.
     sockets = [config.bind_socket()]
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, server.on_signal)
+    # Started with nohup (SIGHUP ignored): a hangup stays ignored, as nohup promised.
+    # (Only SIGHUP: a shell script's `cmd &` ignores SIGINT, and SIGINT must still stop it.)
+    nohup = signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    signals = [s for s in _SIGNALS if not (nohup and s == signal.SIGHUP)]
+    for sig in signals:
+        loop.add_signal_handler(sig, server.on_signal, sig)
     task: asyncio.Task[None] | None = None
     try:
         await service.start()
@@ -112,8 +139,20 @@ async def run(
                 task.cancel()
             await service.close()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             loop.remove_signal_handler(sig)
+
+
+def _detach_terminal() -> None:
+    """Point standard output and error at /dev/null where they are a terminal (hung up: every
+    write would fail with EIO); a file or a pipe (a journal) keeps the log. A character device
+    is taken for a terminal: ``isatty`` itself fails with EIO on a hung-up one."""
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            if stat.S_ISCHR(os.fstat(fd).st_mode):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, fd)
+                os.close(devnull)
 
 
 def serve(

@@ -1,12 +1,20 @@
-"""Starting programs: their environment, their process group, the orphan guard, escapees."""
+"""Starting programs: their environment, their process group, the orphan guard, escapees.
+
+The guard is watched: its exit is noticed at once (a pidfd on the event loop, as for programs),
+and a new guard starts and gets every live process group, so a killed guard leaves no window in
+which a SIGKILL of the supervisor would leave programs behind.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
+from typing import Any
 
 import structlog
 
@@ -14,6 +22,7 @@ from .contract import ContractEnv, EnvVar
 from .guard import SESSION_VAR, SPAWN_VAR, kill_run
 from .instance import Instance
 from .loghub import LogHub
+from .nodeapi.errors import ConflictError
 from .process import ProgramProcess
 from .settings import Settings
 
@@ -22,6 +31,7 @@ __all__ = ["Spawner"]
 log = structlog.get_logger(__name__)
 
 _ESCAPEE_SCAN_DELAY = 0.2  # seconds after a run ended
+_GUARD_RESTART_DELAY = 1.0  # seconds between restarts of a guard that dies at once
 
 
 _SHARED = frozenset({EnvVar.CACHE_DIR, EnvVar.DATA_DIR})
@@ -43,22 +53,93 @@ class Spawner:
         self._guard: subprocess.Popen[bytes] | None = None
         self._spawned = 0  # spawns so far: each run's PIPEVISOR_SPAWN, unique in the session
         self._spawns: dict[int, int] = {}  # process group -> its spawn number
+        self._guard_pidfd: int | None = None  # watched on the loop while the guard runs
+        self._guard_started = 0.0
+        self._guard_retry: asyncio.TimerHandle | None = None
+        self._closed = False
+        self.guard_restarts = 0
 
     def start(self) -> None:
-        """Start the guard (before any program)."""
+        """Start the guard (before any program), and watch it."""
+        self._start_guard()
+
+    def _start_guard(self) -> None:
         self._guard = subprocess.Popen(
             [sys.executable, "-m", "supervisor.guard", self.session],
             stdin=subprocess.PIPE,
             close_fds=True,
+            # A session of its own: a terminal's hangup or Ctrl-C never reaches it.
             start_new_session=True,
         )
+        self._guard_started = time.monotonic()
+        self._guard_pidfd = os.pidfd_open(self._guard.pid)
+        asyncio.get_running_loop().add_reader(self._guard_pidfd, self._guard_exited)
+        # Every live group, in one write (none at the first start).
+        self._guard_write("".join(f"+{pgid}\n" for pgid in self._spawns))
+
+    def _unwatch_guard(self) -> None:
+        if self._guard_pidfd is not None:
+            asyncio.get_running_loop().remove_reader(self._guard_pidfd)
+            os.close(self._guard_pidfd)
+            self._guard_pidfd = None
+
+    def _guard_exited(self) -> None:
+        """The guard died while we run (killed by someone): start a new one at once."""
+        self._unwatch_guard()
+        assert self._guard is not None
+        returncode = self._guard.wait()
+        self._close_guard_pipe()
+        self.guard_restarts += 1
+        log.error(
+            "guard_restarted",
+            pid=self._guard.pid,
+            returncode=returncode,
+            restarts=self.guard_restarts,
+            groups=len(self._spawns),
+        )
+        # A guard that dies as it starts is started again once a second, not in a busy loop.
+        delay = _GUARD_RESTART_DELAY - (time.monotonic() - self._guard_started)
+        if delay > 0:
+            self._guard_retry = asyncio.get_running_loop().call_later(delay, self._restart_guard)
+        else:
+            self._restart_guard()
+
+    def _restart_guard(self) -> None:
+        self._guard_retry = None
+        if self._closed:
+            return
+        try:
+            self._start_guard()
+        except OSError as exc:
+            log.error("guard_not_started", reason=str(exc))
+            self._guard_started = time.monotonic()
+            self._guard_retry = asyncio.get_running_loop().call_later(
+                _GUARD_RESTART_DELAY, self._restart_guard
+            )
+
+    def guard_info(self) -> dict[str, Any]:
+        """The guard for ``node_info``: its pid (None while none runs) and its restarts."""
+        watched = self._guard is not None and self._guard_pidfd is not None
+        return {
+            "pid": self._guard.pid if watched and self._guard is not None else None,
+            "restarts": self.guard_restarts,
+        }
 
     async def close(self) -> None:
         """Let the guard finish (after every program has stopped)."""
+        self._closed = True
+        if self._guard_retry is not None:
+            self._guard_retry.cancel()
+            self._guard_retry = None
+        self._unwatch_guard()
         if self._guard is not None:
-            assert self._guard.stdin is not None
-            self._guard.stdin.close()
+            self._close_guard_pipe()  # end of file: the guard kills what is left, and exits
             await asyncio.to_thread(self._guard.wait, 5)
+
+    def _close_guard_pipe(self) -> None:
+        if self._guard is not None and self._guard.stdin is not None:
+            with contextlib.suppress(OSError):  # a dead guard: what is unflushed is moot
+                self._guard.stdin.close()
 
     def spawn(
         self,
@@ -67,7 +148,13 @@ class Spawner:
         contract: ContractEnv,
         extra_env: Mapping[str, str],
     ) -> ProgramProcess:
-        """Start ``argv`` for ``instance`` with the contract in its environment."""
+        """Start ``argv`` for ``instance`` with the contract in its environment.
+
+        Raises:
+            ConflictError: the spawner is closed (its guard is gone or going).
+        """
+        if self._closed:
+            raise ConflictError("not started: the node is shutting down")
         # The supervisor's own PIPEVISOR_* settings (its API token above all) stay with it;
         # only the cache of compiled code and the writers' data folder are shared.
         env = {
@@ -112,9 +199,11 @@ class Spawner:
             log.warning("instance_escapees_killed", instance=name, run=run, processes=killed)
 
     def _guard_write(self, line: str) -> None:
-        if self._guard is not None and self._guard.stdin is not None:
-            try:
-                self._guard.stdin.write(line.encode())
-                self._guard.stdin.flush()
-            except (BrokenPipeError, ValueError):
-                log.error("guard_gone", returncode=self._guard.poll())
+        if not line or self._guard is None or self._guard.stdin is None:
+            return
+        try:
+            self._guard.stdin.write(line.encode())
+            self._guard.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            # Dead: its watcher starts a new one, which gets every group of _spawns.
+            log.warning("guard_gone", returncode=self._guard.poll())

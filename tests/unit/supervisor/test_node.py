@@ -91,6 +91,9 @@ class FakeSpawner:
     def exited(self, instance: Instance, process: FakeProcess) -> None:
         self.exited_runs.append((instance.name, instance.run))
 
+    def guard_info(self) -> dict[str, Any]:
+        return {"pid": None, "restarts": 0}
+
     def runs_of(self, name: str) -> list[tuple[ContractEnv, FakeProcess]]:
         return [(c, p) for n, c, p in self.spawned if n == name]
 
@@ -277,5 +280,123 @@ def test_the_desired_state_comes_back_at_start(parts):
             "c": "running",
             "idle": "stopped",
         }
+
+    asyncio.run(main())
+
+
+class SlowProcess(FakeProcess):
+    """A run that takes a while to stop after SIGTERM (a grace period)."""
+
+    async def terminate(self, grace: float) -> tuple[ExitStatus, bool]:
+        self.signals.append(15)
+        await asyncio.sleep(0.05)
+        self.end(signal=15)
+        await asyncio.sleep(0)
+        assert self.exit_status is not None
+        return self.exit_status, False
+
+
+def _slow(parts: dict[str, Any]) -> None:
+    spawner: FakeSpawner = parts["spawner"]
+
+    def spawn(instance: Instance, argv: Any, contract: ContractEnv, env: Any) -> FakeProcess:
+        process = SlowProcess(instance.handle_exit)
+        spawner.spawned.append((instance.name, contract, process))
+        return process
+
+    spawner.spawn = spawn  # type: ignore[method-assign]
+
+
+def _alive(parts: dict[str, Any]) -> list[str]:
+    return [name for name, _, process in parts["spawner"].spawned if process.alive]
+
+
+def test_a_start_racing_a_delete_leaves_no_run_behind(parts):
+    """A start sent while a delete waits for its run to stop: the start is refused, no run
+    is left (it used to be spawned again and outlive the delete, listed nowhere)."""
+    _slow(parts)
+
+    async def main() -> None:
+        node = await _started(parts)
+        try:
+            await node.create_instance(CreateInstance(name="c", entry="cam"))
+            delete = asyncio.create_task(node.delete_instance("c"))
+            await asyncio.sleep(0)  # the delete holds the instance, SIGTERM sent
+            start = asyncio.create_task(node.start_instance("c"))
+            restart = asyncio.create_task(node.restart_instance("c"))
+            results = await asyncio.gather(delete, start, restart, return_exceptions=True)
+            assert results[0] is None
+            assert all(isinstance(r, InstanceNotFoundError) for r in results[1:]), results
+            await asyncio.sleep(0.01)
+            assert _alive(parts) == []
+            assert len(parts["spawner"].runs_of("c")) == 1
+            assert [i.name for i in await node.list_instances()] == []
+        finally:
+            await node.close()
+
+    asyncio.run(main())
+
+
+def test_lifecycle_operations_of_one_instance_run_one_at_a_time(parts):
+    """A stop and a start sent together run in order: the start waits for the stop's end."""
+    _slow(parts)
+
+    async def main() -> None:
+        node = await _started(parts)
+        try:
+            await node.create_instance(CreateInstance(name="c", entry="cam"))
+            stop = asyncio.create_task(node.stop_instance("c"))
+            await asyncio.sleep(0)
+            start = asyncio.create_task(node.start_instance("c"))
+            await asyncio.sleep(0.01)
+            assert not start.done(), "the start must wait for the stop"
+            stopped, started = await asyncio.gather(stop, start)
+            assert stopped.state == InstanceState.STOPPED
+            assert started.state == InstanceState.STARTING
+            assert [p.alive for _, p in parts["spawner"].runs_of("c")] == [False, True]
+        finally:
+            await node.close()
+
+    asyncio.run(main())
+
+
+def test_a_deleted_instance_is_never_spawned_again(parts):
+    """A permanent run that crashes after its delete began: no restart, no backoff spawn."""
+
+    async def main() -> None:
+        node = await _started(parts)
+        try:
+            await node.create_instance(CreateInstance(name="c", entry="cam", permanent=True))
+            instance = node.table.get("c")
+            await node.delete_instance("c")
+            instance.desired = "running"  # whatever raced the delete
+            instance.start()
+            await asyncio.sleep(0.01)
+            assert len(parts["spawner"].runs_of("c")) == 1
+            assert _alive(parts) == []
+        finally:
+            await node.close()
+
+    asyncio.run(main())
+
+
+def test_nothing_is_spawned_once_the_node_is_closing(parts):
+    """A crash during shutdown is not restarted, a reader's start does not start its source."""
+    _slow(parts)
+
+    async def main() -> None:
+        node = await _started(parts)
+        await node.create_instance(CreateInstance(name="c", entry="cam", permanent=True))
+        ((_, first),) = parts["spawner"].runs_of("c")
+        closing = asyncio.create_task(node.close())
+        await asyncio.sleep(0)
+        first.end(code=1)  # a crash while the node stops: policy 'always' would restart it
+        node.table.get("c").start()
+        await closing
+        assert len(parts["spawner"].runs_of("c")) == 1
+        assert _alive(parts) == []
+        assert parts["spawner"].closed
+        # the saved desired state is kept for the next start
+        assert {r.name: r.desired for r in parts["store"].records} == {"c": "running"}
 
     asyncio.run(main())
