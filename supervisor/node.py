@@ -1,19 +1,18 @@
 """The supervisor of one node: the ``NodeAPI`` over this machine's instances.
 
-It composes its collaborators, each a module of its own: the instance table (``table``), input
-wiring (``wiring``), output ports (``outputs``), launching (``launcher``, ``spawner``), the CONFIG
-channel (``control``), the log hub (``loghub``), stream taps for previews and backgrounds
-(``taps``), the monitoring round (``monitor_loop``) and the locks of the state folder and the
-registry (``statelock``).
-A call walks down from here and never comes back: route -> ``Supervisor`` -> ``Instance`` ->
-``Launcher`` -> ``Spawner``. ``Supervisor.from_settings`` builds the real collaborators; unit
-tests hand it fakes.
+It composes its collaborators, each a module of its own: the instance table (``table``) and the
+operations on it (``operations``), input wiring (``wiring``), output ports (``outputs``),
+launching (``launcher``, ``spawner``), the CONFIG channel (``control``), the log hub
+(``loghub``), stream taps for previews and backgrounds (``taps``), the monitoring round
+(``monitor_loop``) and the locks of the state folder and the registry (``statelock``). A call
+walks down from here and never comes back: route -> ``Supervisor`` -> ``InstanceOperations`` ->
+``Instance`` -> ``Launcher`` -> ``Spawner``. ``Supervisor.from_settings`` builds the real
+collaborators; unit tests hand it fakes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import time
@@ -34,12 +33,7 @@ from .launcher import Launcher
 from .loghub import LogHub
 from .mergepatch import merge_patch
 from .monitor_loop import MonitorLoop
-from .nodeapi.errors import (
-    ConflictError,
-    InstanceNotFoundError,
-    InvalidConfigError,
-    InvalidEntryError,
-)
+from .nodeapi.errors import InvalidConfigError
 from .nodeapi.models import (
     BackgroundInfo,
     ConfigResult,
@@ -51,6 +45,7 @@ from .nodeapi.models import (
     Preview,
     RegistryChanges,
 )
+from .operations import InstanceOperations
 from .outputs import OutputStreams
 from .ports import PortAllocator
 from .preview import check_preview
@@ -58,7 +53,7 @@ from .registry import Registry
 from .settings import Settings
 from .spawner import Spawner
 from .statelock import REGISTRY_LOCK, StateLock
-from .store import InstanceRecord, StateStore
+from .store import StateStore
 from .table import InstanceTable
 from .taps import StreamTaps
 from .wiring import InputWiring
@@ -103,7 +98,6 @@ class Supervisor(FolderAPI):
             settings.stream_host,
             settings.public_host,
         )
-        self._outputs = outputs
         self._launcher = launcher = Launcher(
             registry=registry,
             spawner=spawner,
@@ -124,6 +118,7 @@ class Supervisor(FolderAPI):
         )
         self._taps = StreamTaps(zmq.Context.shadow(ctx.underlying), outputs, backgrounds)
         self.monitor = MonitorLoop(self.table, settings.monitor_interval)
+        self._operations = InstanceOperations(self.table, registry, outputs, loghub)
         self._watch: asyncio.Task[None] | None = None
 
     @classmethod
@@ -274,97 +269,22 @@ class Supervisor(FolderAPI):
         return self._info(self.table.get(name))
 
     async def create_instance(self, req: CreateInstance) -> InstanceInfo:
-        if req.name in self.table:
-            raise ConflictError(f"an instance named '{req.name}' already exists")
-        entry = self.registry.get(req.entry)
-        if not entry.valid:
-            raise InvalidEntryError(f"entry '{req.entry}' is invalid: {entry.error}")
-        base = entry.spec.parameters if entry.spec is not None else {}
-        record = InstanceRecord(
-            name=req.name,
-            entry=req.entry,
-            config=merge_patch(base, req.config),
-            input=req.input,
-            merge=req.merge,
-            output=req.output,
-            restart=req.restart,
-            desired="running" if req.start or req.permanent else "stopped",
-            permanent=req.permanent,
-        )
-        instance = self.table.add(record)
-        self.table.save()
-        if req.start or req.permanent:
-            instance.start()
-        return self._info(instance)
+        return self._info(await self._operations.create(req))
 
     async def request_stream(self, name: str) -> InstanceInfo:
-        instance = self.table.find(name)
-        if instance is None:
-            entry = self.registry.get(name)  # NotFoundError: neither an instance nor an entry
-            if not entry.valid or entry.spec is None:
-                raise InvalidEntryError(f"entry '{name}' is invalid: {entry.error}")
-            if not entry.spec.output.enabled:
-                raise ConflictError(f"entry '{name}' has no output stream")
-            instance = self.table.add_on_demand(name, entry.spec)
-            log.info("on_demand_created", instance=name)
-        elif not instance.spec.output.enabled:
-            raise ConflictError(f"instance '{name}' has no output stream")
-        async with self._lifecycle(instance):
-            if instance.desired != "running" or instance.state in (
-                InstanceState.STOPPED,
-                InstanceState.FAILED,
-            ):
-                self._start(instance)  # saves the new desired state
-        return self._info(instance)
-
-    @contextlib.asynccontextmanager
-    async def _lifecycle(self, instance: Instance) -> AsyncIterator[None]:
-        """One start, stop, restart or delete of ``instance`` at a time; raises
-        ``InstanceNotFoundError`` when a delete that came first removed it meanwhile."""
-        async with instance.lifecycle:
-            if instance.deleted:
-                raise InstanceNotFoundError(f"no instance named '{instance.name}'")
-            yield
-
-    def _start(self, instance: Instance) -> None:
-        entry = self.registry.get(instance.entry)
-        if not entry.valid:
-            raise ConflictError(
-                f"cannot start '{instance.name}': entry '{entry.name}' is invalid: {entry.error}"
-            )
-        instance.spec = self.table.spec_for(instance.name)
-        instance.start()
+        return self._info(await self._operations.request_stream(name))
 
     async def start_instance(self, name: str) -> InstanceInfo:
-        instance = self.table.get(name)
-        async with self._lifecycle(instance):
-            self._start(instance)
-        return self._info(instance)
+        return self._info(await self._operations.start(name))
 
     async def stop_instance(self, name: str) -> InstanceInfo:
-        instance = self.table.get(name)
-        async with self._lifecycle(instance):
-            await instance.stop()
-        return self._info(instance)
+        return self._info(await self._operations.stop(name))
 
     async def restart_instance(self, name: str) -> InstanceInfo:
-        instance = self.table.get(name)
-        async with self._lifecycle(instance):
-            await instance.stop()
-            self._start(instance)
-        return self._info(instance)
+        return self._info(await self._operations.restart(name))
 
     async def delete_instance(self, name: str) -> None:
-        instance = self.table.get(name)
-        async with self._lifecycle(instance):
-            # First: from here no exit, backoff or start spawns it again, whatever its desired
-            # state (a start that raced this delete would otherwise leave a run nobody lists).
-            instance.deleted = True
-            await instance.stop()
-            self.table.remove(name)
-            self._outputs.release(instance)
-            self.loghub.forget(name)
-        log.info("instance_deleted", instance=name)
+        await self._operations.delete(name)
 
     # -- config ------------------------------------------------------------------------------
 
