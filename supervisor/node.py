@@ -163,11 +163,15 @@ class Supervisor(FolderAPI):
             self._lock.release()
             raise
         self.registry.scan()
+        api = self.settings.api_host
+        wildcard = api in ("0.0.0.0", "*")
         await self.loghub.start(
             self._ctx,
             self.settings.control_host,
-            pub_host=self.settings.stream_host,
-            advertise=self.settings.public_host,
+            # The log stream is as reachable as the API that guards the logs, never more: an API
+            # on loopback keeps every instance's log off the network, whatever --stream-host says.
+            pub_host="0.0.0.0" if wildcard else api,
+            advertise=self.settings.public_host if wildcard else api,
         )
         await self._control.start(self.table.on_program_message, self.settings.control_host)
         self._spawner.start()

@@ -131,3 +131,21 @@ def test_tokens_from_files_roles_origins_and_hosts_of_a_real_node(
         assert own.status_code == 403
         same = c.post("/instances/i/stop", headers={"Origin": sup.url, **operator})
         assert same.status_code == 200, same.text
+
+
+def test_the_log_stream_binds_where_the_api_does(start_supervisor):
+    """An API on loopback keeps the log PUB on loopback even with --stream-host 0.0.0.0."""
+    import psutil
+
+    sup = start_supervisor("--stream-host", "0.0.0.0")
+    node = sup.api("GET", "/node").json()
+    url = node["log_stream_url"]
+    assert url.startswith("tcp://127.0.0.1:")
+    port = int(url.rpartition(":")[2])
+    listening = {
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.Process(node["pid"]).net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN
+    }
+    assert ("127.0.0.1", port) in listening
+    assert ("0.0.0.0", port) not in listening
