@@ -26,13 +26,15 @@ queue_size       4         RCVHWM: few messages wait in ZMQ, so what goes out st
 ===============  ========  ========================================================================
 
 What goes out: the stream's channels, values and order, with the message's pulse id and global
-timestamp; a missing value stays missing. Channels' own timestamps are not kept: the output
-stamps every channel with the global timestamp, as PSI's Python sender does. The geometry
-channels come last, from the data header (so they are there when the image is missing too); a
-channel the stream calls ``image`` is shadowed by the renamed one. Messages are decoded
-zero-copy: an uncompressed image goes out in the memory it came in. Malformed messages are
-dropped, counted and logged at most once per ``_REPORT_INTERVAL``; non-data messages
-(``bsr_stop``) are skipped; any message shows the stream alive for ``camera_timeout``. A failing
+timestamp, each channel with its own timestamp as received (an IOC's per-record timestamps);
+a missing value stays missing, declared with the type and shape of the received data header
+(never float64 for want of a value). The geometry channels come last, from the data header (so
+they are there when the image is missing too), stamped with the global timestamp; a channel
+the stream calls ``image`` is shadowed by the renamed one. Messages are decoded zero-copy: an
+uncompressed image goes out in the memory it came in. Every message received counts in the
+status' ``messages_in`` and ``bytes_in``; a malformed one is dropped, counted in ``malformed``
+too and logged at most once per ``_REPORT_INTERVAL``; non-data messages (``bsr_stop``) are
+skipped; any message shows the stream alive for ``camera_timeout``. A failing
 bind or connect is retried at every poll, and reported once it lasts ``_OPEN_GRACE``. A PUSH
 sender shares its messages out among the PULLs connected to it: one instance per stream.
 """
@@ -42,7 +44,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from operator import attrgetter
 from typing import Any
 
@@ -167,19 +169,25 @@ class _ImagePlan:
         values = (np.int64(width), np.int64(height), x_axis, y_axis)
         self.geometry = {k: v for k, v in zip(_GEOMETRY, values, strict=True) if k not in by_name}
 
-    def apply(self, data: dict[str, Any]) -> dict[str, Any]:
-        """The channels to send: the image renamed where it stands, the geometry at the end."""
+    def apply(self, message: Message) -> Message:
+        """The message to send: the image renamed where it stands, the geometry at the end."""
         source = self.source
         if source is None:
-            return data
-        out: dict[str, Any] = {}
-        for name, value in data.items():
+            return message
+        data: dict[str, Any] = {}
+        timestamps: dict[str, tuple[int, int] | None] = {}
+        for name, value in message.data.items():
             if name == source:
-                out["image"] = value
+                data["image"], timestamps["image"] = value, message.timestamps.get(name)
             elif name != "image":
-                out[name] = value
-        out.update(self.geometry)
-        return out
+                data[name], timestamps[name] = value, message.timestamps.get(name)
+        data.update(self.geometry)
+        channels = [
+            replace(channel, name="image") if channel.name == source else channel
+            for channel in message.channels
+            if channel.name != "image"
+        ]
+        return replace(message, channels=channels, data=data, timestamps=timestamps)
 
 
 class _Receiver:
@@ -202,8 +210,9 @@ class _Receiver:
             log.info("reopening the socket for the new configuration: %s", options.source)
             self._close()
 
-    def receive(self) -> Message | None:
-        """The next message within ``receive_timeout``; None: none, not data or malformed."""
+    def receive(self) -> Message | DecodeError | None:
+        """The next message within ``receive_timeout``, its error if malformed (logged and
+        counted, ``nbytes`` set), or None: none, or not data."""
         options = self.options
         sock = self._sock if self._sock is not None else self._open()
         if sock is None:
@@ -222,12 +231,13 @@ class _Receiver:
         try:
             return self._decoder.decode(frames)
         except DecodeError as exc:
+            exc.nbytes = sum(len(frame) for frame in frames)
             self.malformed += 1
             if dropped := self._malformed_report.due():
                 extra = {"malformed": self.malformed}
                 text = "dropped %d malformed message(s) from %s (%d in all), the last: %s"
                 log.warning(text, dropped, options.source, self.malformed, exc, extra=extra)
-            return None
+            return exc
 
     def close(self) -> None:
         """Close the socket and terminate the context."""
@@ -271,10 +281,11 @@ class _Receiver:
             self._sock = None
 
 
-def generate(
-    parameters: dict[str, Any],
-) -> Iterator[tuple[dict[str, Any], int, tuple[int, int]] | None]:
-    """Yield each message received as ``(channels, pulse_id, (sec, ns))``, None while waiting.
+def generate(parameters: dict[str, Any]) -> Iterator[Message | DecodeError | None]:
+    """Yield each message received as it goes out, None while waiting.
+
+    A data message comes as a ``Message`` (the runner sends it with each channel's timestamp
+    and declared type), a malformed one as its ``DecodeError`` (the runner counts it).
 
     Raises:
         ValueError: the options are invalid (under a runner, ``configure`` refuses them first).
@@ -290,17 +301,16 @@ def generate(
                 options, raw, plan = _options(parameters), current, None
                 receiver.use(options)
             message = receiver.receive()
-            if message is None:
-                yield None
+            if message is None or isinstance(message, DecodeError):
+                yield message
                 continue
-            data = message.data
             if options.image_channel is not None:
                 if plan is None or message.format_changed:
                     problem = None if plan is None else plan.problem
                     plan = _ImagePlan(message.channels, options.image_channel)
                     if plan.problem is not None and plan.problem != problem:
                         log.warning("%s", plan.problem)  # once, not at every header change
-                data = plan.apply(data)
-            yield data, message.pulse_id, message.global_timestamp
+                message = plan.apply(message)
+            yield message
     finally:
         receiver.close()

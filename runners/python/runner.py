@@ -12,7 +12,7 @@ from typing import Any
 import zmq
 
 from supervisor.contract import ContractEnv, ExitCode, ProgramChannels, SocketMode
-from supervisor.contract.bsread import DecodeError, Decoder, Encoder, Message
+from supervisor.contract.bsread import Channel, DecodeError, Decoder, Encoder, Message
 
 from .calls import ERROR_KEY, Outcome, invoke
 from .config import ConfigRefused, Configurator
@@ -248,6 +248,14 @@ class Runner:
                     log.exception("closing the source failed")
 
     def _source_loop(self, holder: list[Iterator[Any] | None]) -> int:
+        """Send what ``generate(parameters)`` yields until it ends or a stop is asked.
+
+        It yields ``(channels, pulse_id, timestamp)`` to send; None while waiting (an idle
+        tick); a bsread ``Message`` received from another stream, counted in messages_in and
+        bytes_in and sent with each channel's own timestamp, a missing value declared with its
+        received type; or the ``DecodeError`` of a malformed message received (which the
+        source logs), counted in messages_in, bytes_in (its ``nbytes``) and malformed.
+        """
         generate: Callable[[dict[str, Any]], Iterator[Any]] = self.code.function
         frames: Iterator[Any] | None = None
         restart_at = 0.0
@@ -281,8 +289,25 @@ class Runner:
                 continue
             if item is None:  # an idle tick
                 continue
+            if isinstance(item, DecodeError):  # a malformed message, logged by the source
+                self.stats.messages_in += 1
+                self.stats.bytes_in += item.nbytes
+                self.stats.malformed += 1
+                continue
             self.stats.processed(time.perf_counter() - start)
             try:
+                if isinstance(item, Message):  # received from a stream: republished as it came
+                    self.stats.messages_in += 1
+                    self.stats.bytes_in += item.nbytes
+                    self.stats.last_pulse_id = item.pulse_id
+                    self._send(
+                        item.data,
+                        item.pulse_id,
+                        item.global_timestamp,
+                        channel_timestamps=item.timestamps,
+                        hints={channel.name: channel for channel in item.channels},
+                    )
+                    continue
                 values, pulse_id, timestamp = item
                 self.stats.last_pulse_id = pulse_id
                 self._send(values, pulse_id, timestamp)
@@ -376,12 +401,22 @@ class Runner:
                 extra={"errors": self.stats.errors},
             )
 
-    def _send(self, values: Mapping[str, Any], pulse_id: int, timestamp: Any) -> None:
+    def _send(
+        self,
+        values: Mapping[str, Any],
+        pulse_id: int,
+        timestamp: Any,
+        *,
+        channel_timestamps: Mapping[str, tuple[int, int] | None] | None = None,
+        hints: Mapping[str, Channel] | None = None,
+    ) -> None:
         if not isinstance(values, Mapping):
             raise TypeError(f"expected a dict of channels, got {type(values).__name__}")
         if self._output is None:
             return
-        frames = self._encoder.encode(values, pulse_id, timestamp)
+        frames = self._encoder.encode(
+            values, pulse_id, timestamp, channel_timestamps=channel_timestamps, hints=hints
+        )
         output = self._output
         if (
             self.env.output_mode == SocketMode.PUSH

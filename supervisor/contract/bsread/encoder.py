@@ -70,6 +70,9 @@ class Encoder:
         pulse_id: int,
         timestamp: tuple[int, int] | float | None = None,
         channels: Mapping[str, Channel] | None = None,
+        *,
+        channel_timestamps: Mapping[str, tuple[int, int] | None] | None = None,
+        hints: Mapping[str, Channel] | None = None,
     ) -> list[bytes | memoryview]:
         """Encode one message.
 
@@ -79,11 +82,19 @@ class Encoder:
                 An empty str or empty array arrives as missing too: bsread cannot tell them apart.
             pulse_id: The pulse number, 0 <= pulse_id < 2**64.
             timestamp: (seconds, nanoseconds), float seconds, or None for now. Every channel's
-                timestamp frame carries it too, as PSI's Python sender does.
+                timestamp frame carries it too, as PSI's Python sender does, unless
+                `channel_timestamps` gives the channel its own.
             channels: Optional declarations, used as given (type, shape, encoding, compression).
                 Declared channels come first, in declaration order; a declared channel missing
                 from `data` is sent as missing. A None value of an undeclared channel keeps the
-                type and shape this encoder last sent for it, else float64 `[1]`.
+                type and shape of its hint, else those this encoder last sent for it, else
+                float64 `[1]`.
+            channel_timestamps: Optional channel name -> (seconds, nanoseconds) for its
+                timestamp frame, packed as given (two int64), e.g. an IOC's per-record
+                timestamps being republished; a channel absent or None here carries `timestamp`.
+            hints: Optional channel name -> the type and shape a missing (None) value of an
+                undeclared channel is declared with, e.g. a received data header's channel;
+                its encoding and compression are not taken (this encoder's are).
 
         Returns:
             The 2 + 2N frames, ready for `socket.send_multipart(frames, copy=False)`.
@@ -103,7 +114,8 @@ class Encoder:
         payloads: list[bytes | memoryview | None] = []
         for name in names:
             declared = channels.get(name) if channels else None
-            channel, payload = self._prepare(name, data.get(name), declared)
+            hint = hints.get(name) if hints else None
+            channel, payload = self._prepare(name, data.get(name), declared, hint)
             layout.append(channel)
             payloads.append(payload)
         layout_key = tuple(layout)
@@ -119,12 +131,16 @@ class Encoder:
         for channel, payload in zip(layout, payloads, strict=True):
             if payload is None:
                 frames += (_EMPTY, _EMPTY)
-            else:
+                continue
+            own = channel_timestamps.get(channel.name) if channel_timestamps else None
+            if own is None:
                 frames += (payload, stamps[channel.encoding])
+            else:
+                frames += (payload, _pack_timestamp(channel, own))
         return frames
 
     def _prepare(
-        self, name: str, value: Any, declared: Channel | None
+        self, name: str, value: Any, declared: Channel | None, hint: Channel | None = None
     ) -> tuple[Channel, bytes | memoryview | None]:
         if declared is not None:
             if declared.name != name:
@@ -136,7 +152,12 @@ class Encoder:
             return declared, _serialize(declared, _as_array(name, value, declared))
         if value is None:
             known = self._known.get(name)
-            if known is None:
+            if hint is not None:
+                shape = hint.shape or (1,)
+                if known is None or (known.type, known.shape) != (hint.type, shape):
+                    known = Channel(name, hint.type, shape, compression=self._compression)
+                    self._known[name] = known
+            elif known is None:
                 known = Channel(name, "float64", (1,), compression=self._compression)
                 self._known[name] = known
             return known, None
@@ -217,6 +238,15 @@ def _serialize(channel: Channel, value: np.ndarray | str) -> bytes | memoryview 
     if channel.compression == "none":
         return value.reshape(-1).view(np.uint8).data  # a memoryview of the bytes, no copy
     return bitshuffle_compress(value)
+
+
+def _pack_timestamp(channel: Channel, timestamp: tuple[int, int]) -> bytes:
+    """A channel's own timestamp frame, packed as given: a received one goes out verbatim."""
+    try:
+        sec, ns = timestamp
+        return _TIMESTAMP[channel.encoding].pack(operator.index(sec), operator.index(ns))
+    except (TypeError, ValueError, struct.error) as exc:
+        raise ValueError(f"channel {channel.name!r}: bad timestamp {timestamp!r:.80}") from exc
 
 
 def _split_timestamp(timestamp: tuple[int, int] | float | None) -> tuple[int, int]:

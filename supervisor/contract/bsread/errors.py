@@ -10,4 +10,10 @@ class DecodeError(ValueError):
 
     `Decoder.decode` raises nothing else: JSON errors, bad compression headers, truncated
     values and decompression failures all surface as this error, with the cause chained.
+
+    Attributes:
+        nbytes: The malformed message's size in bytes, where whoever caught the error set it
+            (a source that yields the error to the Python runner, which counts it in bytes_in).
     """
+
+    nbytes: int = 0

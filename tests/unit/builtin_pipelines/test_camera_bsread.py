@@ -8,8 +8,10 @@ received (bsread.md §5.3).
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,8 +22,10 @@ from zmq.utils.monitor import recv_monitor_message
 
 from builtin_pipelines import camera_bsread
 from builtin_pipelines.camera_bsread import configure, generate
-from supervisor.contract.bsread import Encoder
+from supervisor.contract import SocketMode
+from supervisor.contract.bsread import Channel, DecodeError, Encoder, Message
 from tests.support import free_port, wait_for
+from tests.unit.runners.python.conftest import FakeSupervisor
 
 H, W = 30, 40
 T0 = 1_700_000_000
@@ -33,6 +37,7 @@ MAX_TICK = 0.25  # the longest next() may take: receive_timeout (50 ms), on a lo
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:(bsread|mflow)")
 
 Item = tuple[dict[str, Any], int, tuple[int, int]]
+Yielded = Message | DecodeError | None
 
 
 def image(pulse_id: int) -> np.ndarray:
@@ -80,7 +85,7 @@ class Peers:
 
     def __init__(self) -> None:
         self.senders: list[Sender] = []
-        self.sources: list[Iterator[Item | None]] = []
+        self.sources: list[Iterator[Yielded]] = []
         self.longest_tick = 0.0
 
     def sender(
@@ -98,27 +103,27 @@ class Peers:
         self.senders.append(sender)
         return sender
 
-    def source(self, parameters: dict[str, Any]) -> Iterator[Item | None]:
+    def source(self, parameters: dict[str, Any]) -> Iterator[Yielded]:
         source = generate(parameters)
         self.sources.append(source)
         assert self.tick(source) is None  # opens the socket; nothing can be there yet
         return source
 
-    def tick(self, source: Iterator[Item | None]) -> Item | None:
+    def tick(self, source: Iterator[Yielded]) -> Yielded:
         """One ``next()``, timed: the runner needs it back within a poll."""
         start = time.monotonic()
         item = next(source)
         self.longest_tick = max(self.longest_tick, time.monotonic() - start)
         return item
 
-    def receive(self, source: Iterator[Item | None]) -> Item:
-        """The next message the source yields, skipping idle ticks."""
+    def receive(self, source: Iterator[Yielded]) -> Item:
+        """The next message the source yields, skipping idle ticks and malformed messages."""
         deadline = time.monotonic() + DEADLINE
-        while (item := self.tick(source)) is None:
+        while not isinstance(item := self.tick(source), Message):
             assert time.monotonic() < deadline, "the source yielded nothing"
-        return item
+        return item.data, item.pulse_id, item.global_timestamp
 
-    def join(self, source: Iterator[Item | None], sender: Sender, pulse_id: int) -> Item:
+    def join(self, source: Iterator[Yielded], sender: Sender, pulse_id: int) -> Item:
         """Send until the first message comes through (the PUB/SUB slow joiner)."""
         deadline = time.monotonic() + DEADLINE
         while True:
@@ -126,8 +131,8 @@ class Peers:
             sender.send(pulse_id=pulse_id, timestamp=(T0, pulse_id))
             pulse_id += 1
             for _ in range(2):
-                if (item := self.tick(source)) is not None:
-                    return item
+                if isinstance(item := self.tick(source), Message):
+                    return item.data, item.pulse_id, item.global_timestamp
 
     def close(self) -> None:
         for sender in self.senders:
@@ -397,3 +402,113 @@ def test_configure_accepts_the_documented_options() -> None:
         }
     )
     configure({"source": "ipc:///tmp/camera", "mode": "SUB", "bind": None, "queue_size": None})
+
+
+# -- under the Python runner: the status counts, the channels' own timestamps, declared types --
+
+IOC_STAMPS = {"CAM:GAIN": (T0 - 3, 111_111_111), "CAM:NAME": (T0 - 2, 222_222_222)}
+
+
+def ioc_message(encoder: Encoder, pulse_id: int, late: np.ndarray | None) -> list[Any]:
+    """An IOC-like message: ``CAM:LATE`` declared int32[3] even when missing, and each present
+    channel's timestamp frame holding its record's own time, not the global one."""
+    frames = encoder.encode(
+        {"CAM:LATE": late, "CAM:GAIN": pulse_id / 8, "CAM:NAME": f"n{pulse_id}"},
+        pulse_id,
+        (T0, pulse_id),
+        {"CAM:LATE": Channel("CAM:LATE", "int32", (3,))},
+    )
+    frames = [bytes(frame) for frame in frames]
+    for index, name in ((5, "CAM:GAIN"), (7, "CAM:NAME")):
+        frames[index] = struct.pack("<qq", *IOC_STAMPS[name])
+    return frames
+
+
+def start_runner(tmp_path: Path, upstream_port: int, output_mode: SocketMode) -> FakeSupervisor:
+    fake = FakeSupervisor(tmp_path)
+    config = {"source": url(upstream_port), "mode": "PULL"}
+    fake.start(builtin="camera_bsread", config=config, data=False, output_mode=output_mode)
+    fake.handshake()
+    return fake
+
+
+@pytest.fixture
+def upstream() -> Iterator[tuple[zmq.Socket, int]]:
+    """A raw PUSH bound on a free port: the IOC, sending frames no bsread sender would."""
+    context = zmq.Context()
+    sock = context.socket(zmq.PUSH)
+    sock.linger = 0
+    sock.sndtimeo = int(DEADLINE * 1000)
+    port = free_port()
+    sock.bind(url(port))
+    yield sock, port
+    sock.close(linger=0)
+    context.term()
+
+
+def test_the_runner_counts_messages_and_malformed_ones_keeps_timestamps_and_types(
+    tmp_path: Path, upstream: tuple[zmq.Socket, int]
+) -> None:
+    """messages_in, bytes_in and malformed in the status like DATA's; each channel's own
+    timestamp survives; a channel missing in the first message keeps its declared int32[3]."""
+    sock, port = upstream
+    fake = start_runner(tmp_path, port, SocketMode.PUSH)
+    try:
+        output = fake.connect_output()
+        encoder = Encoder()
+        good = [ioc_message(encoder, 1, None), ioc_message(encoder, 2, np.array([1, -2, 3]))]
+        bad = [[b"not json", b"{}"], good[1][:-2]]  # undecodable; frames missing
+        sent_bytes = 0
+        for frames in (good[0], *bad, good[1]):
+            sock.send_multipart(frames)
+            sent_bytes += sum(len(frame) for frame in frames)
+        first, second = fake.receive(), fake.receive()
+        assert not output.poll(100)  # the malformed ones went nowhere
+        for message, late in ((first, None), (second, [1, -2, 3])):
+            assert message.global_timestamp == (T0, message.pulse_id)
+            assert message.channels[0] == Channel("CAM:LATE", "int32", (3,))  # never float64
+            assert message.hash == first.hash  # one data header: the type never changed
+            assert [message.timestamps[name] for name in IOC_STAMPS] == list(IOC_STAMPS.values())
+            if late is None:
+                assert message.data["CAM:LATE"] is None
+            else:
+                assert message.data["CAM:LATE"].dtype == np.int32
+                np.testing.assert_array_equal(message.data["CAM:LATE"], late)
+                assert message.timestamps["CAM:LATE"] == (T0, 2)  # its frame held the global
+        status = fake.status_where(lambda s: s.messages_in >= 4 and s.messages_out >= 2)
+        assert (status.messages_in, status.malformed, status.messages_out) == (4, 2, 2)
+        assert status.bytes_in == sent_bytes
+        assert status.errors == 0
+        fake.expect_log(lambda record: "dropped 1 malformed message(s)" in record.message)
+        assert fake.process is not None
+        assert fake.process.poll() is None  # still running
+    finally:
+        fake.stop()
+
+
+def test_psi_bsread_reads_each_channels_own_timestamp_back(
+    tmp_path: Path, upstream: tuple[zmq.Socket, int]
+) -> None:
+    """PSI's reference receiver sees the IOC's per-channel timestamps on the republished stream."""
+    from bsread import PULL, Source
+
+    sock, port = upstream
+    fake = start_runner(tmp_path, port, SocketMode.PUSH)
+    try:
+        host, output_port = fake.env.output_url.removeprefix("tcp://").rsplit(":", 1)
+        encoder = Encoder()
+        with Source(host=host, port=int(output_port), mode=PULL, receive_timeout=100) as source:
+            sock.send_multipart(ioc_message(encoder, 7, np.array([4, 5, 6])))
+            deadline = time.monotonic() + DEADLINE
+            while (received := source.receive()) is None:
+                assert time.monotonic() < deadline, "psi-bsread received nothing"
+        data = received.data
+        assert (data.pulse_id, data.global_timestamp, data.global_timestamp_offset) == (7, T0, 7)
+        for name, stamp in IOC_STAMPS.items():
+            value = data.data[name]
+            assert (value.timestamp, value.timestamp_offset) == stamp, name
+        assert data.data["CAM:NAME"].value == "n7"
+        np.testing.assert_array_equal(data.data["CAM:LATE"].value, [4, 5, 6])
+        assert data.data["CAM:LATE"].value.dtype == np.int32
+    finally:
+        fake.stop()
