@@ -17,8 +17,8 @@ import structlog
 
 from .contract import ConfigUpdate
 from .contract.messages import ConfigAck, ConfigError, Hello, Ready, Report, Status
-from .instance_view import instance_info, next_stats
-from .instance_watch import check_idle, check_stall
+from .instance_view import instance_info, next_stats, without_rates
+from .instance_watch import check_heartbeat, check_idle, check_stall
 from .nodeapi.errors import ConflictError, InvalidConfigError
 from .nodeapi.models import (
     ConfigResult,
@@ -49,6 +49,7 @@ class InstanceHooks:
     exited: Callable[[Instance, ProgramProcess], None]  # bookkeeping after a run ended
     start_seconds: float = 1.0
     config_timeout: float = 5.0
+    status_interval: float = 1.0  # the programs' (PIPEVISOR_STATUS_INTERVAL): the heartbeat
 
 
 class Instance:
@@ -76,6 +77,10 @@ class Instance:
         self.resources = ResourceStats()  # the process tree, sampled by the node's monitor
         self.stalled = False
         self.stall_restart: asyncio.Task[None] | None = None
+        self.unresponsive = False  # the run's status heartbeat went silent
+        self.failing: str | None = None  # why the node is ending the current run (fail_run)
+        self._failing_quick = False  # that run never got going: it counts as a quick exit
+        self._ending: asyncio.Task[tuple[ExitStatus, bool]] | None = None
         self.on_demand = False  # created for a client or a reader (see check_idle)
         self.permanent = False  # starts with the supervisor, always runs
         self.deleted = False  # set first by a delete: never spawned again
@@ -95,6 +100,8 @@ class Instance:
         self.merge_urls: list[str] = []
         self.gather_urls: list[str] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None  # start_timeout
+        self._heartbeat: asyncio.TimerHandle | None = None
         self._pending: dict[int, asyncio.Future[str | None]] = {}
         self.log = log.bind(instance=name)
         self._json: bytes = b""
@@ -125,6 +132,7 @@ class Instance:
         self.desired = "stopped"
         self.hooks.changed(self)
         self._cancel_timer()
+        self._cancel_watch()
         process = self.process
         if process is None:
             if self.state in (
@@ -161,6 +169,10 @@ class Instance:
         self.last_error = None
         self.resources = ResourceStats()
         self.stalled = False
+        self.unresponsive = False
+        self.failing = None
+        self._failing_quick = False
+        self._cancel_watch()
         self.idle_since = None
         self.ready = False
         self.speaks_contract = False
@@ -178,17 +190,44 @@ class Instance:
         self.config_pending_restart = False
         self._set(InstanceState.STARTING, f"started pid {process.pid}")
         self.hooks.record(self, "info", f"run {self.run} started: pid {process.pid}")
-        self._timer = asyncio.get_running_loop().call_later(
-            self.hooks.start_seconds, self._promote, self.run
-        )
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.hooks.start_seconds, self._promote, self.run)
+        if self.spec.start_timeout > 0:
+            self._deadline = loop.call_later(
+                self.spec.start_timeout, self._start_deadline, self.run
+            )
 
     def _promote(self, run: int) -> None:
+        # Only a program that does not speak the contract: one that said hello says ready too.
         self._timer = None
-        if run == self.run and self.state == InstanceState.STARTING:
+        if run == self.run and self.state == InstanceState.STARTING and not self.speaks_contract:
             self._set(
                 InstanceState.RUNNING,
                 self.reason if self.ready else "running (no ready message yet)",
             )
+
+    def _start_deadline(self, run: int) -> None:
+        self._deadline = None
+        if run == self.run and self.speaks_contract and not self.ready:
+            timeout = self.spec.start_timeout
+            self.fail_run(f"no ready message within {timeout:g} s of its start", quick=True)
+
+    def fail_run(self, why: str, *, quick: bool = False) -> None:
+        """End the current run as a failure the node saw (no ready, a silent heartbeat): SIGTERM,
+        SIGKILL after the grace period; ``handle_exit`` then restarts it or not per the restart
+        policy, with ``why`` in the reason. ``quick``: the run never got going, so however long
+        it lived it counts as a quick exit (backoff, crash loop)."""
+        process = self.process
+        if process is None or self.failing is not None or self.desired != "running":
+            return
+        self.failing = why
+        self._failing_quick = quick
+        self._cancel_watch()
+        grace = self.spec.restart.stop_grace
+        self.reason = f"{why}: SIGTERM sent, SIGKILL after {grace:g} s"
+        self.log.warning("instance_run_failed", why=why, run=self.run)
+        self.hooks.record(self, "warning", f"{why}: stopping run {self.run}")
+        self._ending = asyncio.get_running_loop().create_task(process.terminate(grace))
 
     def handle_exit(self, process: ProgramProcess, status: ExitStatus) -> None:
         """Called by the loop the moment a run ended: restart, back off, or give up."""
@@ -198,9 +237,15 @@ class Instance:
         self.exit_status = status
         self.hooks.exited(self, process)
         self._cancel_timer()
+        self._cancel_watch()
         self._fail_pending("the program exited")
+        self.unresponsive = False
+        self.stats = without_rates(self.stats)  # the counters stay, the rates are over
         what = describe_exit(status)
-        self.hooks.record(self, "info" if status.success else "warning", f"run {self.run} {what}")
+        failed = not status.success or self.failing is not None
+        if self.failing is not None:
+            what = f"{self.failing} ({what})"
+        self.hooks.record(self, "warning" if failed else "info", f"run {self.run} {what}")
         if self.state == InstanceState.STOPPING or self.desired == "stopped":
             self._set(InstanceState.STOPPED, f"stopped on request ({what})")
             if self.desired == "running":  # start() was called while it was stopping
@@ -208,17 +253,17 @@ class Instance:
             return
         policy = self.spec.restart
         again = policy.mode == RestartMode.ALWAYS or (
-            policy.mode == RestartMode.ON_FAILURE and not status.success
+            policy.mode == RestartMode.ON_FAILURE and failed
         )
         if not again:
-            if status.success:
+            if not failed:
                 self.desired = "stopped"
                 self.hooks.changed(self)
                 self._set(InstanceState.STOPPED, f"finished: {what}")
             else:
                 self._set(InstanceState.FAILED, f"{what}; restart policy is {policy.mode}")
             return
-        if process.runtime >= policy.stable_after:
+        if process.runtime >= policy.stable_after and not self._failing_quick:
             self.crash_count = 0
         self.crash_count += 1
         if policy.max_restarts and self.crash_count > policy.max_restarts:
@@ -237,7 +282,10 @@ class Instance:
             )
         self.restarts += 1
         if delay <= 0:
+            failing = self.failing
             self._spawn()
+            if failing is not None and self.state == InstanceState.STARTING:
+                self.reason = f"{self.reason}; restarted: {what}"  # say why, not just the pid
             return
         self.next_start_at = time.time() + delay
         self._set(InstanceState.BACKOFF, f"{what}; restarting in {delay:.3g} s")
@@ -252,6 +300,15 @@ class Instance:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _cancel_watch(self) -> None:
+        """The current run's start deadline and heartbeat check."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
 
     def _set(self, state: InstanceState, reason: str) -> None:
         if state != self.state:
@@ -268,14 +325,19 @@ class Instance:
         if isinstance(message, Hello):
             self.speaks_contract = True
             self.routing_id = routing_id
+            if self.state == InstanceState.RUNNING and not self.ready:  # promoted before hello
+                self._set(InstanceState.STARTING, "said hello: waiting for its ready message")
             self.config_pending_restart = False
             self.hooks.send_config(
                 routing_id, ConfigUpdate(seq=self.config_seq, config=self.config)
             )
         elif isinstance(message, Ready):
             self.ready = True
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
             # RUNNING too: the start timer may have promoted it first (a slow first configure)
-            if self.state in (InstanceState.STARTING, InstanceState.RUNNING):
+            if self.state in (InstanceState.STARTING, InstanceState.RUNNING) and not self.failing:
                 self._cancel_timer()
                 self._set(InstanceState.RUNNING, "ready")
         elif isinstance(message, Report):
@@ -289,8 +351,31 @@ class Instance:
 
     def _update_stats(self, status: Status) -> None:
         now = time.time()
+        silent = now - self.stats.updated if self.stats.updated is not None else 0.0
         self.stats = next_stats(self.stats, status, now)
+        if self.unresponsive:
+            self.unresponsive = False
+            message = f"responds again: a status after {silent:.1f} s of silence"
+            if self.failing is None:
+                self.reason = message
+            self.hooks.record(self, "info", message)
+        if self._heartbeat is None:
+            self._heartbeat_due(self.run)
         self.check_stall(now)
+
+    def _heartbeat_due(self, run: int) -> None:
+        """The heartbeat check, on a timer of its own: a frozen program is noticed when its
+        status is overdue, not at the next monitoring round (see ``check_heartbeat``)."""
+        self._heartbeat = None
+        if run != self.run:
+            return
+        interval = self.hooks.status_interval
+        delay = check_heartbeat(self, time.time(), interval)
+        if delay is not None:
+            # A little late rather than early: an early wake-up would only re-arm the timer.
+            self._heartbeat = asyncio.get_running_loop().call_later(
+                delay + 0.001, self._heartbeat_due, run
+            )
 
     def check_idle(self, now: float) -> None:
         """Stop an on-demand run without clients (see ``supervisor.instance_watch``)."""

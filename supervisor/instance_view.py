@@ -10,7 +10,7 @@ from .nodeapi.models import InstanceInfo, InstanceState, InstanceStats, LogStats
 if TYPE_CHECKING:
     from .instance import Instance
 
-__all__ = ["instance_info", "next_stats"]
+__all__ = ["instance_info", "next_stats", "without_rates"]
 
 
 def next_stats(prev: InstanceStats, status: Status, now: float) -> InstanceStats:
@@ -34,6 +34,16 @@ def next_stats(prev: InstanceStats, status: Status, now: float) -> InstanceStats
         updated=now,
         last_input_at=now if moved_in else prev.last_input_at,
         last_output_at=now if moved_out else prev.last_output_at,
+    )
+
+
+def without_rates(stats: InstanceStats) -> InstanceStats:
+    """The stats with the rates at 0: shown once they are no longer current (the program went
+    silent, or its run ended); the counters stay."""
+    if not (stats.rate_in or stats.rate_out or stats.byte_rate_in or stats.byte_rate_out):
+        return stats
+    return stats.model_copy(
+        update={"rate_in": 0.0, "rate_out": 0.0, "byte_rate_in": 0.0, "byte_rate_out": 0.0}
     )
 
 
@@ -86,6 +96,7 @@ def instance_info(instance: Instance) -> InstanceInfo:
         stats=instance.stats,
         resources=instance.resources,
         stalled=instance.stalled,
+        unresponsive=instance.unresponsive,
         permanent=instance.permanent,
         on_demand=instance.on_demand,
         idle_since=instance.idle_since,

@@ -115,6 +115,7 @@ class Supervisor(FolderAPI):
             send_config=control.send_config,
             exited=launcher.exited,
             start_seconds=settings.start_seconds,
+            status_interval=settings.status_interval,
         )
         self._taps = StreamTaps(zmq.Context.shadow(ctx.underlying), outputs, backgrounds)
         self.monitor = MonitorLoop(self.table, settings.monitor_interval)

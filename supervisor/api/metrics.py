@@ -158,6 +158,8 @@ def render_instances(instances: list[InstanceInfo]) -> str:
     )
     series("stalled", "gauge", "1 when input flows but the output stands still.",
            [(label, 1 if i.stalled else 0) for label, i in pairs])  # fmt: skip
+    series("unresponsive", "gauge", "1 when the program's status heartbeat is silent.",
+           [(label, 1 if i.unresponsive else 0) for label, i in pairs])  # fmt: skip
     counted = [(label, i.stats.clients) for label, i in pairs if i.stats.clients is not None]
     series("clients", "gauge", "Peers connected to the output (when the program counts).", counted)
     series("restarts", "counter", "Restarts of the instance.",

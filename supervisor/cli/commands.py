@@ -119,7 +119,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
             [
                 i["name"],
                 i["entry"],
-                i["state"] + (" (stalled)" if i.get("stalled") else ""),
+                i["state"]
+                + (
+                    " (unresponsive)"
+                    if i.get("unresponsive")
+                    else " (stalled)"
+                    if i.get("stalled")
+                    else ""
+                ),
                 i.get("pid"),
                 i.get("restarts", 0),
                 f"{stats.get('rate_in', 0.0):.1f}",

@@ -38,7 +38,7 @@ class InstanceState(StrEnum):
     """Lifecycle state of an instance."""
 
     STARTING = (
-        "starting"  # spawned, not yet ready (no Ready message, alive less than start_seconds)
+        "starting"  # spawned, not yet ready (no Ready; one that never said hello: start_seconds)
     )
     RUNNING = "running"
     STOPPING = "stopping"  # SIGTERM sent, waiting for the exit (SIGKILL after the grace period)
@@ -168,6 +168,11 @@ class InstanceInfo(StrictModel):
     stalled: bool = Field(
         False,
         description="Input flows but the output has not moved for the entry's stall_timeout.",
+    )
+    unresponsive: bool = Field(
+        False,
+        description="The program's status heartbeat is silent (none for 1.5 status intervals): "
+        "frozen (SIGSTOP), blocked or busy in one call; its rates show 0 until it answers.",
     )
     permanent: bool = Field(
         False, description="Starts with the supervisor and always runs (registry or REST)."

@@ -167,6 +167,18 @@ class EntrySpec(StrictModel):
     restart_on_stall: StrictBool = Field(
         False, description="Restart a stalled instance (it is only marked and logged otherwise)."
     )
+    start_timeout: Seconds = Field(
+        60.0,
+        description="A program that said hello but sends no ready message within this many "
+        "seconds (0..3600) of its start has failed: it is stopped and restarted per its restart "
+        "policy (0: wait for ever). A program that never says hello counts as running after "
+        "the node's start_seconds.",
+    )
+    restart_on_unresponsive: StrictBool = Field(
+        False,
+        description="Restart (per the restart policy) an instance whose status heartbeat went "
+        "silent; it is only marked unresponsive and logged otherwise.",
+    )
     no_client_timeout: Seconds = Field(
         10.0,
         description="An on-demand instance stops after this many seconds (0..3600) without a "

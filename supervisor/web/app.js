@@ -209,11 +209,17 @@ function renderNodes(nodes) {
 
 // -- the instance table -----------------------------------------------------------------------
 
+// The state with what the node saw of the run: a silent heartbeat, an output standing still.
+function stateText(info) {
+  if (info.unresponsive) return `${info.state} (unresponsive)`;
+  return info.stalled ? `${info.state} (stalled)` : info.state;
+}
+
 const COLUMNS = [
   ["name", (i) => i.name],
   ["entry", (i) => i.entry],
   ["node", (i) => i.node || ""],
-  ["state", (i) => (i.stalled ? `${i.state} (stalled)` : i.state)],
+  ["state", (i) => stateText(i)],
   ["cpu", (i) => (i.resources.sampled_at ? fmtNumber(i.resources.cpu_percent) : "–")],
   ["mem", (i) => (i.resources.sampled_at ? fmtBytes(i.resources.rss_bytes) : "–")],
   ["in", (i) => fmtNumber(i.stats.rate_in)],
@@ -272,7 +278,7 @@ function renderInstances(list) {
       const text = value(info);
       if (row.cells[index].textContent !== text) row.cells[index].textContent = text;
     });
-    row.className = `state-${info.state}${info.stalled ? " stalled" : ""}`;
+    row.className = `state-${info.state}${info.stalled || info.unresponsive ? " stalled" : ""}`;
     row.classList.toggle("selected", name === state.selected);
     row.hidden = !matchesFilter(info);
     row.title = info.reason || "";
@@ -407,7 +413,7 @@ function renderDetail() {
   }
   $("detail-title").textContent = `${info.name} · ${info.entry}`;
   const badge = $("detail-state");
-  badge.textContent = info.stalled ? `${info.state} (stalled)` : info.state;
+  badge.textContent = stateText(info);
   badge.className = `state state-${info.state}`;
   const list = $("detail-info");
   const items = infoItems(info);

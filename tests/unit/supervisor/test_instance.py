@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -322,3 +323,185 @@ def test_a_report_is_shown_and_kept_until_the_next(tmp_path):
 
     shown, listed, after_stop = run(main())
     assert shown == listed == after_stop == {"files": 2}
+
+
+def _live_instance(node: _Node, interval: float = 0.1, **spec) -> Instance:
+    entry = EntrySpec(program="x.sh", **spec)
+    hooks = node.hooks(start_seconds=0.05, config_timeout=1, status_interval=interval)
+    return Instance("demo", "x", entry, {}, hooks)
+
+
+def test_a_program_that_said_hello_but_never_ready_fails_at_its_start_timeout(tmp_path):
+    """Hello but no ready: starting (not promoted), then stopped at start_timeout with a reason
+    saying so; under restart policy never it is failed."""
+    node = _Node("exec sleep 30", tmp_path)
+
+    async def main():
+        instance = _live_instance(node, start_timeout=0.3, restart=RestartPolicy(mode="never"))
+        instance.start()
+        instance.on_message(b"rid", Hello(instance="demo", run=1, pid=1))
+        await asyncio.sleep(0.15)  # past start_seconds: a contract program is not promoted
+        waiting = instance.state
+        await wait_until(lambda: instance.state == InstanceState.FAILED)
+        return waiting, instance.info().reason
+
+    waiting, reason = run(main())
+    assert waiting == InstanceState.STARTING
+    assert reason.startswith("no ready message within 0.3 s of its start (")
+    assert reason.endswith("; restart policy is never")
+
+
+def test_a_start_timeout_counts_as_a_quick_exit_and_restarts_per_policy(tmp_path):
+    """Under on-failure the run is restarted, and the backoff grows even though each run lived
+    longer than stable_after: a run that never got ready was never stable."""
+    node = _Node("exec sleep 30", tmp_path)
+
+    async def main():
+        instance = _live_instance(
+            node, start_timeout=0.2, restart=RestartPolicy(stable_after=0.1, backoff_initial=0.05)
+        )
+        instance.start()
+        reasons = []
+        while instance.run < 3:
+            if instance.state == InstanceState.STARTING and not instance.speaks_contract:
+                instance.on_message(b"rid", Hello(instance="demo", run=instance.run, pid=1))
+            if instance.reason not in reasons:
+                reasons.append(instance.reason)
+            await asyncio.sleep(0.005)
+        await instance.stop()
+        return instance, reasons
+
+    instance, reasons = run(main())
+    assert instance.crash_count == 2
+    assert any("; restarted: no ready message within 0.2 s of its start" in r for r in reasons)
+    assert any(r.startswith("no ready message within 0.2 s") and "restarting in 0.05 s" in r
+               for r in reasons)  # fmt: skip
+
+
+def test_a_program_that_never_says_hello_is_still_promoted_and_never_timed_out(tmp_path):
+    """No hello (a program that ignores the contract): running after start_seconds, kept."""
+    node = _Node("exec sleep 30", tmp_path)
+
+    async def main():
+        instance = _live_instance(node, start_timeout=0.2)
+        instance.start()
+        await asyncio.sleep(0.4)
+        state, run_ = instance.state, instance.run
+        await instance.stop()
+        return state, run_
+
+    assert run(main()) == (InstanceState.RUNNING, 1)
+
+
+def test_a_silent_heartbeat_marks_the_run_unresponsive_and_a_status_clears_it(tmp_path):
+    """No status for 1.5 intervals: unresponsive, rates 0 (counters kept), reason and log say
+    so; the next status clears it. A run that never sent a status is never unresponsive."""
+    node = _Node("exec sleep 30", tmp_path)
+
+    async def main():
+        instance = _live_instance(node, interval=0.1)
+        instance.start()
+        instance.on_message(b"rid", Hello(instance="demo", run=1, pid=1))
+        instance.on_message(b"rid", Ready(instance="demo", run=1))
+        await asyncio.sleep(0.3)
+        never_sent = instance.unresponsive
+        instance.on_message(b"rid", _status(10, 10))
+        await asyncio.sleep(0.05)
+        instance.on_message(b"rid", _status(20, 20))
+        rate = instance.stats.rate_in
+        last = instance.stats.updated
+        await wait_until(lambda: instance.unresponsive, timeout=2)
+        noticed = time.time() - last
+        info = instance.info()
+        instance.on_message(b"rid", _status(30, 30))
+        after = (instance.unresponsive, instance.reason, instance.state)
+        await instance.stop()
+        return never_sent, rate, noticed, info, after
+
+    never_sent, rate, noticed, info, after = run(main())
+    assert never_sent is False
+    assert rate > 0
+    assert 0.15 <= noticed < 0.2 + 0.05  # 1.5 intervals, well under 2
+    assert info.unresponsive is True
+    assert info.state == InstanceState.RUNNING
+    assert info.reason.startswith("unresponsive: no status for 0.")
+    assert (info.stats.rate_in, info.stats.rate_out, info.stats.messages_in) == (0.0, 0.0, 20)
+    assert after[0] is False
+    assert after[1].startswith("responds again: a status after")
+    assert any(m.startswith("unresponsive: no status for") for _, m in node.records)
+
+
+def test_restart_on_unresponsive_ends_the_run_and_restarts_it_per_policy(tmp_path):
+    """With restart_on_unresponsive the silent run is stopped and the next one started, the
+    reason saying why; the first such restart after a stable run is immediate."""
+    node = _Node("exec sleep 30", tmp_path)
+
+    async def main():
+        instance = _live_instance(
+            node, interval=0.05, restart_on_unresponsive=True, restart=RestartPolicy(stop_grace=1)
+        )
+        instance.start()
+        instance.on_message(b"rid", Hello(instance="demo", run=1, pid=1))
+        instance.on_message(b"rid", Ready(instance="demo", run=1))
+        instance.on_message(b"rid", _status(1, 1))
+        await wait_until(lambda: instance.run == 2, timeout=3)
+        info = instance.info()
+        await instance.stop()
+        return info
+
+    info = run(main())
+    assert info.state == InstanceState.STARTING
+    assert info.unresponsive is False
+    assert "; restarted: unresponsive: no status for" in info.reason
+    assert "restart_on_unresponsive" in info.reason
+    assert any(m.startswith("run 1 unresponsive: no status") for _, m in node.records)
+
+
+def test_rates_are_zeroed_when_the_run_ends(tmp_path):
+    """A stopped instance shows no rate from its last status; its counters stay."""
+    node = _Node("exec sleep 30", tmp_path)
+
+    async def main():
+        instance = _live_instance(node)
+        instance.start()
+        instance.on_message(b"rid", _status(1, 1))
+        await asyncio.sleep(0.02)
+        instance.on_message(b"rid", _status(5, 5))
+        rate = instance.stats.rate_out
+        await instance.stop()
+        return rate, instance.info().stats
+
+    rate, stats = run(main())
+    assert rate > 0
+    assert (stats.rate_out, stats.messages_out) == (0.0, 5)
+
+
+def test_a_push_output_without_a_consumer_is_not_stalled(tmp_path):
+    """Input flows, output still, but the PUSH output has no peer: blocked, not stalled (and
+    not restarted by restart_on_stall); with a consumer connected the same is a stall."""
+    node = _Node("exec sleep 30", tmp_path)
+
+    async def main():
+        entry = EntrySpec(
+            program="x.sh", stall_timeout=0.2, restart_on_stall=True, output={"mode": "PUSH"}
+        )
+        instance = Instance("demo", "x", entry, {}, node.hooks(start_seconds=0.05))
+        instance.start()
+        await wait_until(lambda: instance.state == InstanceState.RUNNING)
+        count = 10
+        for _ in range(30):  # 0.45 s of input, output standing still, nobody to push to
+            count += 1
+            instance.on_message(b"rid", Status(instance="demo", run=1, messages_in=count,
+                                               messages_out=10, clients=0))  # fmt: skip
+            await asyncio.sleep(0.015)
+        alone = (instance.stalled, instance.run)
+        instance.stats = instance.stats.model_copy(update={"clients": 1})
+        instance.check_stall(time.time())
+        with_consumer = instance.stalled
+        await wait_until(lambda: instance.run == 2)
+        await instance.stop()
+        return alone, with_consumer
+
+    alone, with_consumer = run(main())
+    assert alone == (False, 1)
+    assert with_consumer is True
