@@ -51,6 +51,7 @@ class Ledger:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._placements: dict[str, Placement] = {}
+        self.last_error: str | None = None  # of the last save, until one succeeds
 
     def load(self) -> None:
         if self.path is None:
@@ -75,7 +76,16 @@ class Ledger:
         # pydantic's own encoder: a few ms for hundreds of placements (json.dumps with an
         # indent takes the pure-Python path, several times slower, on the event loop).
         data = _LedgerFile(placements=list(self._placements.values())).model_dump_json()
-        write_atomic(self.path, data.encode(), temp_prefix=".ledger-")
+        try:
+            write_atomic(self.path, data.encode(), temp_prefix=".ledger-")
+        except OSError as exc:
+            self.last_error = f"cannot write {self.path}: {exc.strerror or exc}"
+            raise
+        self.last_error = None
+
+    def health(self) -> str:
+        """'ok', or the last error of a save that failed (until one succeeds again)."""
+        return "ok" if self.last_error is None else self.last_error
 
     def get(self, instance: str) -> Placement | None:
         return self._placements.get(instance)

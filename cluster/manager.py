@@ -215,6 +215,9 @@ class ClusterManager(FolderAPI):
                 merged.setdefault(name, info)
         return [merged[name] for name in sorted(merged)]
 
+    async def node_health(self) -> dict[str, Any]:
+        return {"store": self.ledger.health()}
+
     async def node_info(self) -> dict[str, Any]:
         states = {str(s): 0 for s in InstanceState}
         instances = self._merged()

@@ -13,11 +13,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+import structlog
 from pydantic import Field, field_validator
 
 from .contract import StrictModel
 
 __all__ = ["AuditLog", "AuditRecord"]
+
+log = structlog.get_logger(__name__)
 
 
 class AuditRecord(StrictModel):
@@ -78,8 +81,11 @@ class AuditLog:
         with self._lock:
             self._records.append(record)
             if self._file is not None:
-                self._file.write(line)
-                self._file.flush()
+                try:
+                    self._file.write(line)
+                    self._file.flush()
+                except OSError as exc:  # a full disk: kept in memory, the call still answered
+                    log.error("audit_write_failed", path=str(self.path), reason=str(exc))
 
     def tail(self, n: int = 100) -> list[AuditRecord]:
         """The newest ``n`` records, oldest first."""

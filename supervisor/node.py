@@ -33,7 +33,7 @@ from .launcher import Launcher
 from .loghub import LogHub
 from .mergepatch import merge_patch
 from .monitor_loop import MonitorLoop
-from .nodeapi.errors import InvalidConfigError
+from .nodeapi.errors import InvalidConfigError, StorageError
 from .nodeapi.models import (
     BackgroundInfo,
     ConfigResult,
@@ -54,7 +54,7 @@ from .settings import Settings
 from .spawner import Spawner
 from .statelock import REGISTRY_LOCK, StateLock
 from .store import StateStore
-from .table import InstanceTable
+from .table import InstanceTable, RecordStore
 from .taps import StreamTaps
 from .wiring import InputWiring
 
@@ -72,7 +72,7 @@ class Supervisor(FolderAPI):
         *,
         registry: Registry,
         backgrounds: BackgroundStore,
-        store: StateStore,
+        store: RecordStore,
         loghub: LogHub,
         control: ControlServer,
         spawner: Spawner,
@@ -111,7 +111,7 @@ class Supervisor(FolderAPI):
         self.table.hooks = InstanceHooks(
             launch=launcher.launch,
             record=launcher.record,
-            changed=lambda _instance: self.table.save(),
+            changed=self.table.save_instance,
             send_config=control.send_config,
             exited=launcher.exited,
             start_seconds=settings.start_seconds,
@@ -133,7 +133,7 @@ class Supervisor(FolderAPI):
             settings,
             registry=Registry(settings.registry, max_upload_bytes=settings.max_upload_bytes),
             backgrounds=BackgroundStore(settings.backgrounds, settings.max_upload_bytes),
-            store=StateStore(settings.state_dir / "instances.json"),
+            store=StateStore(settings.state_dir),
             loghub=loghub,
             control=ControlServer(ctx),
             spawner=Spawner(settings, loghub, uuid.uuid4().hex),
@@ -153,7 +153,12 @@ class Supervisor(FolderAPI):
     async def start(self) -> None:
         """Bind the channels, start the guard, bring back the desired state, watch the registry."""
         self.settings.registry.mkdir(parents=True, exist_ok=True)
-        self._lock.acquire()
+        try:
+            self._lock.acquire()
+        except OSError as exc:  # a read-only or missing state folder: one line, no traceback
+            raise StorageError(
+                f"the state folder {self.settings.state_dir} is not usable: {exc.strerror or exc}"
+            ) from None
         try:
             self._registry_lock.acquire()
         except OSError as exc:  # a read-only registry: nothing to lock it with, still served
@@ -161,6 +166,12 @@ class Supervisor(FolderAPI):
                 "registry_not_locked", registry=str(self.settings.registry), reason=str(exc)
             )
         except BaseException:
+            self._lock.release()
+            raise
+        try:
+            records = self.table.load()  # StorageError: the state folder is unusable
+        except BaseException:
+            self._registry_lock.release()
             self._lock.release()
             raise
         self.registry.scan()
@@ -179,7 +190,9 @@ class Supervisor(FolderAPI):
         with self.table.batch():
             # A cluster worker starts empty: its manager owns the desired state and may have
             # moved this node's instances elsewhere while it was away.
-            for record in [] if self.settings.managed else self.table.load():
+            if self.settings.managed:
+                self.table.discard_saved(r.name for r in records)
+            for record in [] if self.settings.managed else records:
                 self.table.add(record)
             for entry in [] if self.settings.managed else self.registry.entries():
                 self.table.add_permanent(entry.name)
@@ -223,6 +236,7 @@ class Supervisor(FolderAPI):
         await self.loghub.close()
         self._ctx.term()
         await self._spawner.close()
+        self.table.close()
         self._registry_lock.release()
         self._lock.release()
         log.info("supervisor_stopped")
@@ -302,12 +316,12 @@ class Supervisor(FolderAPI):
                 f"a config patch must be a JSON object, not {type(patch).__name__}"
             )
         instance = self.table.get(name)
-        return await instance.apply_config(merge_patch(instance.config, patch))
+        return await self._operations.configure(instance, merge_patch(instance.config, patch))
 
     async def set_config(self, name: str, config: dict[str, Any]) -> ConfigResult:
         if not isinstance(config, dict):
             raise InvalidConfigError(f"a config must be a JSON object, not {type(config).__name__}")
-        return await self.table.get(name).apply_config(config)
+        return await self._operations.configure(self.table.get(name), config)
 
     # -- logs --------------------------------------------------------------------------------
 
@@ -325,6 +339,9 @@ class Supervisor(FolderAPI):
         return self.loghub.pub_url
 
     # -- the node ----------------------------------------------------------------------------
+
+    async def node_health(self) -> dict[str, Any]:
+        return {"store": self.table.store_health()}
 
     async def node_info(self) -> dict[str, Any]:
         states = {str(s): 0 for s in InstanceState}
@@ -345,6 +362,7 @@ class Supervisor(FolderAPI):
             "control_url": self._control.url,
             "log_url": self.loghub.log_url,
             "log_stream_url": self.loghub.pub_url,
+            "store": self.table.store_health(),
             "stale_messages": self.table.stale_messages,
             "malformed_control_messages": self._control.malformed,
             "guard": self._spawner.guard_info(),

@@ -1,10 +1,13 @@
 """Operations on the instances of a node: create, start, stop, restart, delete, request a
-stream; one at a time per instance, and none on an instance a delete has removed."""
+stream, change the config; one at a time per instance, and none on an instance a delete has
+removed. A change is saved before it is made (refused whole with ``StorageError`` when it cannot
+be); a stop is saved after the process stopped, so a full disk never keeps a process running."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
 
@@ -12,7 +15,7 @@ from .instance import Instance
 from .loghub import LogHub
 from .mergepatch import merge_patch
 from .nodeapi.errors import ConflictError, InstanceNotFoundError, InvalidEntryError
-from .nodeapi.models import CreateInstance, InstanceState
+from .nodeapi.models import ConfigResult, CreateInstance, InstanceState
 from .outputs import OutputStreams
 from .registry import Registry
 from .store import InstanceRecord
@@ -53,8 +56,7 @@ class InstanceOperations:
             desired="running" if req.start or req.permanent else "stopped",
             permanent=req.permanent,
         )
-        instance = self._table.add(record)
-        self._table.save()
+        instance = self._table.create(record)  # StorageError: not added
         if req.start or req.permanent:
             instance.start()
         return instance
@@ -69,7 +71,7 @@ class InstanceOperations:
                 raise InvalidEntryError(f"entry '{name}' is invalid: {entry.error}")
             if not entry.spec.output.enabled:
                 raise ConflictError(f"entry '{name}' has no output stream")
-            instance = self._table.add_on_demand(name, entry.spec)
+            instance = self._table.add_on_demand(name, entry.spec, strict=True)
             log.info("on_demand_created", instance=name)
         elif not instance.spec.output.enabled:
             raise ConflictError(f"instance '{name}' has no output stream")
@@ -97,6 +99,7 @@ class InstanceOperations:
                 f"cannot start '{instance.name}': entry '{entry.name}' is invalid: {entry.error}"
             )
         instance.spec = self._table.spec_for(instance.name)
+        self._table.persist(instance, desired="running")  # StorageError: not started
         instance.start()
 
     async def start(self, name: str) -> Instance:
@@ -114,6 +117,7 @@ class InstanceOperations:
     async def restart(self, name: str) -> Instance:
         instance = self._table.get(name)
         async with self._serialized(instance):
+            self._table.persist(instance, desired="running")  # StorageError: not stopped
             await instance.stop()
             self._start(instance)
         return instance
@@ -123,9 +127,20 @@ class InstanceOperations:
         async with self._serialized(instance):
             # First: from here no exit, backoff or start spawns it again, whatever its desired
             # state (a start that raced this delete would otherwise leave a run nobody lists).
+            self._table.forget(name)  # StorageError: nothing deleted
             instance.deleted = True
             await instance.stop()
             self._table.remove(name)
             self._outputs.release(instance)
             self._loghub.forget(name)
         log.info("instance_deleted", instance=name)
+
+    async def configure(self, instance: Instance, config: dict[str, Any]) -> ConfigResult:
+        """Make ``config`` current: saved first (``StorageError``: the program is not sent it),
+        and the saved record put back when the program refuses it."""
+        self._table.persist(instance, config=config)
+        try:
+            return await instance.apply_config(config)
+        except BaseException:
+            self._table.save_instance(instance)  # the config that stays
+            raise

@@ -8,6 +8,7 @@ from . import serving
 from .api import create_app
 from .audit import AuditLog
 from .node import Supervisor
+from .nodeapi.errors import StorageError
 from .registration import register_forever
 from .settings import Settings
 
@@ -18,8 +19,13 @@ async def run(settings: Settings) -> None:
     """Start the supervisor, serve the API until a signal, then stop everything."""
     supervisor = Supervisor.from_settings(settings)
     assert settings.state_dir is not None
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    audit = AuditLog(settings.state_dir / "audit.jsonl")
+    try:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        audit = AuditLog(settings.state_dir / "audit.jsonl")
+    except OSError as exc:  # a read-only or full state folder: one clear line, no traceback
+        raise StorageError(
+            f"the state folder {settings.state_dir} is not usable: {exc.strerror or exc}"
+        ) from None
     app = create_app(
         supervisor,
         token=settings.token,

@@ -21,6 +21,7 @@ from ..nodeapi.errors import (
     MalformedRequestError,
     NotFoundError,
     PayloadTooLargeError,
+    StorageError,
     SupervisorError,
     UnavailableError,
 )
@@ -53,6 +54,7 @@ _STATUS: tuple[tuple[type[SupervisorError] | tuple[type[SupervisorError], ...], 
     (ConflictError, 409),
     (PayloadTooLargeError, 413),
     (UnavailableError, 503),
+    (StorageError, 507),  # Insufficient Storage: the change was refused whole
     ((InvalidNameError, InvalidEntryError, InvalidConfigError, InvalidValueError), 422),
     (MalformedRequestError, 400),
 )
@@ -67,7 +69,8 @@ path of each bad field and why. A JSON body is at most 1 MiB (413 past it); one 
 UTF-8 JSON or nests deeper than 64 levels is a 400, and NaN, infinities and strings with lone
 surrogates are refused with 422, quoting the field. When the node has a token, every POST,
 PUT, PATCH and DELETE needs `Authorization: Bearer <token>`; every one of them, allowed or
-refused, is recorded in the audit log (`GET /api/v1/audit`).
+refused, is recorded in the audit log (`GET /api/v1/audit`). A change the node cannot save (a
+full disk, a read-only state folder) answers 507 naming the reason, and changes nothing.
 """
 
 

@@ -22,8 +22,15 @@ Sup = Annotated[NodeAPI, Depends(get_node)]
 
 @router.get("/health")
 async def health(sup: Sup) -> Health:
-    """Liveness probe: answers while the node's event loop runs."""
-    return Health(version=__version__, uptime=time.time() - sup.started_at)
+    """Liveness probe: answers while the node's event loop runs; ``store`` says whether its
+    state is saved (``status`` is 'degraded' while it is not: changes are refused with 507)."""
+    store = str((await sup.node_health()).get("store", "ok"))
+    return Health(
+        status="ok" if store == "ok" else "degraded",
+        version=__version__,
+        uptime=time.time() - sup.started_at,
+        store=store,
+    )
 
 
 @router.get("/version")

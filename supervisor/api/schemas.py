@@ -13,9 +13,14 @@ __all__ = ["Health", "StreamUrl", "UploadResult", "Version"]
 class Health(StrictModel):
     """Answer of GET /health."""
 
-    status: str = Field("ok", description="'ok' while the node answers.")
+    status: str = Field(
+        "ok", description="'ok' while the node answers and saves its state, else 'degraded'."
+    )
     version: str = Field(description="pipevisor version.")
     uptime: float = Field(description="Seconds since the supervisor started.")
+    store: str = Field(
+        "ok", description="'ok', or why the node's state cannot be saved (errno, SQLite error)."
+    )
 
 
 class Version(StrictModel):

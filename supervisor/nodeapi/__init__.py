@@ -17,6 +17,7 @@ from .errors import (
     MalformedRequestError,
     NotFoundError,
     PayloadTooLargeError,
+    StorageError,
     SupervisorError,
     UnavailableError,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "ResourceStats",
     "RestartMode",
     "RestartPolicy",
+    "StorageError",
     "SupervisorError",
     "UnavailableError",
 ]

@@ -2,8 +2,8 @@
 
 The core raises these; only the edge (the FastAPI app factory, the CLI) maps them to HTTP status
 codes or exit codes: not found -> 404, invalid input -> 422, malformed body -> 400, payload too
-large -> 413, conflict -> 409, unavailable -> 503. Every message is a sentence for a person and
-quotes the bad input.
+large -> 413, conflict -> 409, unavailable -> 503, storage -> 507. Every message is a sentence
+for a person and quotes the bad input.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ __all__ = [
     "MalformedRequestError",
     "NotFoundError",
     "PayloadTooLargeError",
+    "StorageError",
     "SupervisorError",
     "UnavailableError",
 ]
@@ -79,3 +80,8 @@ class UnavailableError(SupervisorError):
 
 class BackgroundNotFoundError(NotFoundError):
     """No background of that id, or none for that camera."""
+
+
+class StorageError(SupervisorError):
+    """The node's state cannot be saved (a full disk, a read-only folder): the change is refused
+    and nothing of it is kept; the message names the reason (errno or SQLite error)."""

@@ -115,6 +115,11 @@ class NodeAPI(Protocol):
 
     # -- the node ----------------------------------------------------------------------------
 
+    async def node_health(self) -> dict[str, Any]:
+        """The condition of what the node depends on: ``{"store": "ok"}``, or the store's last
+        error while its state cannot be saved."""
+        ...
+
     async def node_info(self) -> dict[str, Any]:
         """Version, host, uptime, instance counts by state, channels and resources."""
         ...

@@ -62,7 +62,7 @@ class FakeNode:
     refuses config changes (``ConflictError``); ``follow_logs`` yields the stored entries and
     ends, or with ``follow_forever`` waits for more until it is closed (``follow_closed``
     counts the closed followers); ``fail_node_info`` makes ``node_info`` raise a
-    ``RuntimeError`` (an internal error).
+    ``RuntimeError`` (an internal error); ``store_error`` is what ``health`` reports of the store.
     """
 
     def __init__(self, root: Path, *, max_upload_bytes: int = 64 * 2**20) -> None:
@@ -76,6 +76,7 @@ class FakeNode:
         self.follow_forever = False
         self.follow_closed = 0
         self.fail_node_info = False
+        self.store_error: str | None = None
         self._max_upload_bytes = max_upload_bytes
         self._next_port = 11100
 
@@ -231,6 +232,9 @@ class FakeNode:
         return "tcp://127.0.0.1:11099"
 
     # -- the node ----------------------------------------------------------------------------
+
+    async def node_health(self) -> dict[str, Any]:
+        return {"store": self.store_error or "ok"}
 
     async def node_info(self) -> dict[str, Any]:
         if self.fail_node_info:

@@ -8,9 +8,10 @@ folder and loopback sockets).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from supervisor.nodeapi import (
     CreateInstance,
     InstanceNotFoundError,
     InstanceState,
+    InvalidConfigError,
+    StorageError,
 )
 from supervisor.process import ExitStatus
 from supervisor.registry import Registry
@@ -119,18 +122,54 @@ class FakeControl:
 
 
 class MemoryStore:
-    """Saved records, in memory."""
+    """Saved records, in memory, one each; ``fail`` (a reason) makes every write raise
+    ``StorageError`` the way a full disk makes the real store raise."""
 
     def __init__(self, records: list[InstanceRecord] | None = None) -> None:
         self.records = list(records or [])
         self.saves = 0
+        self.fail: str | None = None
+        self.closed = False
+
+    @property
+    def records(self) -> list[InstanceRecord]:
+        return list(self._rows.values())
+
+    @records.setter
+    def records(self, records: list[InstanceRecord]) -> None:
+        self._rows = {r.name: r for r in records}
 
     def load(self) -> list[InstanceRecord]:
-        return list(self.records)
+        return self.records
 
-    def save(self, records: list[InstanceRecord]) -> None:
-        self.records = list(records)
+    def _check(self) -> None:
+        if self.fail is not None:
+            raise StorageError(f"cannot write state.db: {self.fail}")
+
+    def put(self, record: InstanceRecord) -> None:
+        self._check()
+        self._rows[record.name] = record
         self.saves += 1
+
+    def delete(self, name: str) -> None:
+        self._check()
+        self._rows.pop(name, None)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        self._check()
+        before = dict(self._rows)
+        try:
+            yield
+        except BaseException:
+            self._rows = before
+            raise
+
+    def health(self) -> str:
+        return "ok" if self.fail is None else f"cannot write state.db: {self.fail}"
+
+    def close(self) -> None:
+        self.closed = True
 
 
 ENTRIES = {
@@ -398,5 +437,106 @@ def test_nothing_is_spawned_once_the_node_is_closing(parts):
         assert parts["spawner"].closed
         # the saved desired state is kept for the next start
         assert {r.name: r.desired for r in parts["store"].records} == {"c": "running"}
+
+    asyncio.run(main())
+
+
+FULL = "database or disk is full (SQLITE_FULL)"
+
+
+def test_a_change_that_cannot_be_saved_is_refused_whole(parts):
+    """With the store failing: a create is refused and not listed, a config patch is refused
+    with the old config kept and nothing sent to the program, a start is refused."""
+
+    async def main() -> None:
+        node = await _started(parts)
+        try:
+            await node.create_instance(CreateInstance(name="c", entry="cam"))
+            instance = node.table.get("c")
+            instance.routing_id = b"c1"  # the program speaks CONFIG: a change is sent live
+            await node.create_instance(CreateInstance(name="idle", entry="cam", start=False))
+            store: MemoryStore = parts["store"]
+            store.fail = FULL
+            with pytest.raises(StorageError, match="SQLITE_FULL"):
+                await node.create_instance(CreateInstance(name="d", entry="cam"))
+            assert [i.name for i in await node.list_instances()] == ["c", "idle"]
+            assert [n for n, _, _ in parts["spawner"].spawned] == ["c"]
+            with pytest.raises(StorageError, match="SQLITE_FULL"):
+                await node.update_config("c", {"size_x": 8})
+            assert (await node.get_config("c")) == {"size_x": 64}
+            assert parts["control"].sent == []
+            with pytest.raises(StorageError):
+                await node.set_config("c", {"size_x": 8})
+            assert (await node.get_config("c")) == {"size_x": 64}
+            with pytest.raises(StorageError):
+                await node.start_instance("idle")
+            assert (await node.get_instance("idle")).state == InstanceState.STOPPED
+            with pytest.raises(StorageError):
+                await node.delete_instance("idle")
+            assert "idle" in [i.name for i in await node.list_instances()]
+            assert {r.name: r.config for r in store.records} == {
+                "c": {"size_x": 64},
+                "idle": {"size_x": 64},
+            }
+        finally:
+            await node.close()
+
+    asyncio.run(main())
+
+
+def test_a_stop_stops_even_when_it_cannot_be_saved_and_health_says_so(parts):
+    """A failing store never keeps a process running: the stop ends the run, the node's health
+    names the error and the record not saved, and the next write that succeeds saves it."""
+
+    async def main() -> None:
+        node = await _started(parts)
+        try:
+            await node.create_instance(CreateInstance(name="c", entry="cam"))
+            ((_, process),) = parts["spawner"].runs_of("c")
+            assert await node.node_health() == {"store": "ok"}
+            store: MemoryStore = parts["store"]
+            store.fail = FULL
+            info = await node.stop_instance("c")
+            assert process.signals == [15]
+            assert info.state == InstanceState.STOPPED
+            health = (await node.node_health())["store"]
+            assert "SQLITE_FULL" in health
+            assert "not saved: c" in health
+            assert (await node.node_info())["store"] == health
+            assert [r.desired for r in store.records] == ["running"]
+            store.fail = None
+            await node.create_instance(CreateInstance(name="d", entry="cam", start=False))
+            assert {r.name: r.desired for r in store.records} == {"c": "stopped", "d": "stopped"}
+            assert await node.node_health() == {"store": "ok"}
+        finally:
+            await node.close()
+        assert store.closed
+
+    asyncio.run(main())
+
+
+def test_a_config_the_program_refuses_leaves_the_saved_config_alone(parts):
+    """The new config is saved before it is sent; when the program refuses it, the old one is
+    saved again."""
+
+    async def main() -> None:
+        node = await _started(parts)
+        try:
+            await node.create_instance(CreateInstance(name="c", entry="cam"))
+            instance = node.table.get("c")
+            instance.routing_id = b"c1"
+            change = asyncio.create_task(node.update_config("c", {"size_x": 8}))
+            for _ in range(100):
+                if parts["control"].sent:
+                    break
+                await asyncio.sleep(0.01)
+            ((_, update),) = parts["control"].sent
+            assert parts["store"].records[0].config == {"size_x": 8}  # saved before it is sent
+            instance._resolve(update.seq, "size_x too small")
+            with pytest.raises(InvalidConfigError):
+                await change
+            assert parts["store"].records[0].config == {"size_x": 64}
+        finally:
+            await node.close()
 
     asyncio.run(main())

@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
 from supervisor import __version__
+from supervisor.nodeapi import StorageError
 from supervisor.testing import FakeNode
 
 
@@ -15,6 +16,29 @@ def test_health_answers_ok_with_version_and_uptime(client: TestClient) -> None:
     assert body["status"] == "ok"
     assert body["version"] == __version__
     assert body["uptime"] >= 5.0
+
+
+def test_health_reports_a_store_that_cannot_save(client: TestClient, fake: FakeNode) -> None:
+    """While the node's state cannot be saved, /health says degraded and why."""
+    assert client.get("/api/v1/health").json()["store"] == "ok"
+    fake.store_error = "cannot write state.db: database or disk is full (SQLITE_FULL)"
+    body = client.get("/api/v1/health").json()
+    assert body["status"] == "degraded"
+    assert body["store"] == fake.store_error
+
+
+def test_a_change_that_cannot_be_saved_is_a_507_naming_the_reason(
+    client: TestClient, fake: FakeNode
+) -> None:
+    """A StorageError of the node answers 507 Insufficient Storage with its message."""
+
+    async def refuse(*args: object, **kwargs: object) -> None:
+        raise StorageError("cannot write state.db: database or disk is full (SQLITE_FULL)")
+
+    fake.create_instance = refuse  # type: ignore[method-assign]
+    r = client.post("/api/v1/instances", json={"name": "x", "entry": "cam"})
+    assert r.status_code == 507
+    assert "SQLITE_FULL" in r.json()["detail"]
 
 
 def test_version_answers_the_package_version(client: TestClient) -> None:
