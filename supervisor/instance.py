@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from .configwait import PendingConfigs
 from .contract import ConfigUpdate
 from .contract.messages import ConfigAck, ConfigError, Hello, Ready, Report, Status
+from .instance_hooks import InstanceHooks
 from .instance_view import instance_info, next_stats, without_rates
-from .instance_watch import check_heartbeat, check_idle, check_stall
+from .instance_watch import check_stall, heartbeat_due
 from .nodeapi.errors import ConflictError, InvalidConfigError
 from .nodeapi.models import (
     ConfigResult,
@@ -28,28 +28,15 @@ from .nodeapi.models import (
     LogStats,
     ResourceStats,
 )
-from .nodeapi.specs import EntrySpec, RestartMode
+from .nodeapi.specs import EntrySpec
 from .process import ExitStatus, ProgramProcess, describe_exit
+from .restart import decide
 
-__all__ = ["Instance", "InstanceHooks"]
+__all__ = ["Instance"]
 
 _LAST_ERROR_CHARS = 4000  # of a program's last error kept for the reason (a compiler's output)
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceHooks:
-    """What an instance needs from its supervisor (injected, so tests can fake it)."""
-
-    launch: Callable[[Instance], ProgramProcess]  # build the environment and spawn a run
-    record: Callable[[Instance, str, str], None]  # (instance, level, message) into its log
-    changed: Callable[[Instance], None]  # persist the desired state
-    send_config: Callable[[bytes, ConfigUpdate], None]
-    exited: Callable[[Instance, ProgramProcess], None]  # bookkeeping after a run ended
-    start_seconds: float = 1.0
-    config_timeout: float = 5.0
-    status_interval: float = 1.0  # the programs' (PIPEVISOR_STATUS_INTERVAL): the heartbeat
 
 
 class Instance:
@@ -101,8 +88,8 @@ class Instance:
         self.gather_urls: list[str] = []
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: asyncio.TimerHandle | None = None  # start_timeout
-        self._heartbeat: asyncio.TimerHandle | None = None
-        self._pending: dict[int, asyncio.Future[str | None]] = {}
+        self.heartbeat: asyncio.TimerHandle | None = None  # see instance_watch.heartbeat_due
+        self._pending = PendingConfigs()
         self.log = log.bind(instance=name)
         self._json: bytes = b""
         self.report: dict[str, Any] = {}  # the program's last Report
@@ -238,7 +225,7 @@ class Instance:
         self.hooks.exited(self, process)
         self._cancel_timer()
         self._cancel_watch()
-        self._fail_pending("the program exited")
+        self._pending.fail_all("the program exited")
         self.unresponsive = False
         self.stats = without_rates(self.stats)  # the counters stay, the rates are over
         what = describe_exit(status)
@@ -252,21 +239,9 @@ class Instance:
                 self._spawn()
             return
         policy = self.spec.restart
-        again = policy.mode == RestartMode.ALWAYS or (
-            policy.mode == RestartMode.ON_FAILURE and failed
-        )
-        if not again:
-            if not failed:
-                self.desired = "stopped"
-                self.hooks.changed(self)
-                self._set(InstanceState.STOPPED, f"finished: {what}")
-            else:
-                self._set(InstanceState.FAILED, f"{what}; restart policy is {policy.mode}")
-            return
-        if process.runtime >= policy.stable_after and not self._failing_quick:
-            self.crash_count = 0
-        self.crash_count += 1
-        if policy.max_restarts and self.crash_count > policy.max_restarts:
+        decision = decide(policy, failed, process.runtime, self._failing_quick, self.crash_count)
+        self.crash_count = decision.crash_count
+        if decision.crash_loop:
             self._set(
                 InstanceState.FAILED,
                 f"crash loop: {self.crash_count} exits in a row within {policy.stable_after:g} s "
@@ -274,12 +249,15 @@ class Instance:
             )
             self.hooks.record(self, "error", self.reason)
             return
-        delay = 0.0
-        if self.crash_count > 1:
-            delay = min(
-                policy.backoff_initial * policy.backoff_factor ** (self.crash_count - 2),
-                policy.backoff_max,
-            )
+        if not decision.again:
+            if not failed:
+                self.desired = "stopped"
+                self.hooks.changed(self)
+                self._set(InstanceState.STOPPED, f"finished: {what}")
+            else:
+                self._set(InstanceState.FAILED, f"{what}; restart policy is {policy.mode}")
+            return
+        delay = decision.delay
         self.restarts += 1
         if delay <= 0:
             failing = self.failing
@@ -306,9 +284,9 @@ class Instance:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            self._heartbeat = None
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+            self.heartbeat = None
 
     def _set(self, state: InstanceState, reason: str) -> None:
         if state != self.state:
@@ -345,9 +323,9 @@ class Instance:
         elif isinstance(message, Status):
             self._update_stats(message)
         elif isinstance(message, ConfigAck):
-            self._resolve(message.seq, None)
+            self._pending.answer(message.seq, None)
         elif isinstance(message, ConfigError):
-            self._resolve(message.seq, message.message)
+            self._pending.answer(message.seq, message.message)
 
     def _update_stats(self, status: Status) -> None:
         now = time.time()
@@ -359,42 +337,9 @@ class Instance:
             if self.failing is None:
                 self.reason = message
             self.hooks.record(self, "info", message)
-        if self._heartbeat is None:
-            self._heartbeat_due(self.run)
-        self.check_stall(now)
-
-    def _heartbeat_due(self, run: int) -> None:
-        """The heartbeat check, on a timer of its own: a frozen program is noticed when its
-        status is overdue, not at the next monitoring round (see ``check_heartbeat``)."""
-        self._heartbeat = None
-        if run != self.run:
-            return
-        interval = self.hooks.status_interval
-        delay = check_heartbeat(self, time.time(), interval)
-        if delay is not None:
-            # A little late rather than early: an early wake-up would only re-arm the timer.
-            self._heartbeat = asyncio.get_running_loop().call_later(
-                delay + 0.001, self._heartbeat_due, run
-            )
-
-    def check_idle(self, now: float) -> None:
-        """Stop an on-demand run without clients (see ``supervisor.instance_watch``)."""
-        check_idle(self, now)
-
-    def check_stall(self, now: float) -> None:
-        """Mark a run whose output stopped (see ``supervisor.instance_watch``)."""
+        if self.heartbeat is None:
+            heartbeat_due(self, self.run)
         check_stall(self, now)
-
-    def _resolve(self, seq: int, error: str | None) -> None:
-        future = self._pending.pop(seq, None)
-        if future is not None and not future.done():
-            future.set_result(error)
-
-    def _fail_pending(self, why: str) -> None:
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(ConflictError(f"config not applied: {why}"))
-        self._pending.clear()
 
     async def apply_config(self, config: dict[str, Any]) -> ConfigResult:
         """Make ``config`` current: live if the program speaks CONFIG, else at the next start."""
@@ -402,17 +347,13 @@ class Instance:
             raise ConflictError(f"instance '{self.name}' is stopping; change its config afterwards")
         seq = self.config_seq + 1
         if self.process is not None and self.routing_id is not None:
-            future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-            self._pending[seq] = future
-            self.hooks.send_config(self.routing_id, ConfigUpdate(seq=seq, config=config))
-            try:
-                error = await asyncio.wait_for(future, self.hooks.config_timeout)
-            except TimeoutError:
-                self._pending.pop(seq, None)
-                raise ConflictError(
-                    f"instance '{self.name}' did not answer the config within "
-                    f"{self.hooks.config_timeout:g} s; the old config stays"
-                ) from None
+            routing_id, update = self.routing_id, ConfigUpdate(seq=seq, config=config)
+            error = await self._pending.send(
+                seq,
+                lambda: self.hooks.send_config(routing_id, update),
+                self.hooks.config_timeout,
+                self.name,
+            )
             if error is not None:
                 raise InvalidConfigError(f"instance '{self.name}' refused the config: {error}")
             applied = "live"

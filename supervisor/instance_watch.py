@@ -4,6 +4,7 @@ silent status heartbeat (a timer of its own, see ``Instance``)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 from .contract import SocketMode
@@ -120,3 +121,17 @@ def check_heartbeat(instance: Instance, now: float, interval: float) -> float | 
         instance.reason = message
         instance.hooks.record(instance, "warning", message)
     return None
+
+
+def heartbeat_due(instance: Instance, run: int) -> None:
+    """The heartbeat check of ``run``, on a timer of its own: a frozen program is noticed when
+    its status is overdue, not at the next monitoring round (see ``check_heartbeat``)."""
+    instance.heartbeat = None
+    if run != instance.run:
+        return
+    delay = check_heartbeat(instance, time.time(), instance.hooks.status_interval)
+    if delay is not None:
+        # A little late rather than early: an early wake-up would only re-arm the timer.
+        instance.heartbeat = asyncio.get_running_loop().call_later(
+            delay + 0.001, heartbeat_due, instance, run
+        )

@@ -9,6 +9,7 @@ import time
 
 import structlog
 
+from .instance_watch import check_idle, check_stall
 from .monitor import NodeSampler, TreeSampler
 from .nodeapi.models import NodeResources, ResourceStats
 from .table import InstanceTable
@@ -66,8 +67,8 @@ class MonitorLoop:
             sampled = trees.get(instance.name)
             if sampled is not None and instance.process is not None:
                 instance.resources = sampled
-            instance.check_stall(now)
-            instance.check_idle(now)
+            check_stall(instance, now)
+            check_idle(instance, now)
 
     def _sample(self, roots: dict[str, int]) -> tuple[dict[str, ResourceStats], NodeResources]:
         return self._trees.sample(roots), self._node.sample()

@@ -28,7 +28,8 @@ from . import __version__
 from .backgrounds import BackgroundStore
 from .control import ControlServer
 from .folders import FolderAPI
-from .instance import Instance, InstanceHooks
+from .instance import Instance
+from .instance_hooks import InstanceHooks
 from .launcher import Launcher
 from .loghub import LogHub
 from .mergepatch import merge_patch

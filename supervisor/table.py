@@ -9,7 +9,8 @@ from typing import Any, Protocol
 import structlog
 
 from .control import ProgramMessage
-from .instance import Instance, InstanceHooks
+from .instance import Instance
+from .instance_hooks import InstanceHooks
 from .nodeapi.errors import InstanceNotFoundError, StorageError
 from .nodeapi.specs import EntrySpec, RestartMode
 from .registry import Registry

@@ -12,7 +12,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from supervisor.contract import ConfigAck, ConfigError, Hello, Ready, Report, Status
-from supervisor.instance import Instance, InstanceHooks
+from supervisor.instance import Instance
+from supervisor.instance_hooks import InstanceHooks
+from supervisor.instance_watch import check_idle, check_stall
 from supervisor.nodeapi.models import InstanceState
 from supervisor.nodeapi.specs import EntrySpec, RestartPolicy
 from supervisor.process import ProgramProcess
@@ -232,17 +234,17 @@ def test_an_on_demand_instance_stops_after_its_timeout_without_clients(tmp_path)
         instance.start()
         instance.on_message(b"rid", Ready(instance="demo", run=1))
         instance.on_message(b"rid", Status(instance="demo", run=1, clients=1))
-        instance.check_idle(100.0)
+        check_idle(instance, 100.0)
         with_client = instance.idle_since
         instance.on_message(b"rid", Status(instance="demo", run=1, clients=0))
-        instance.check_idle(100.0)
+        check_idle(instance, 100.0)
         countdown = instance.info().stops_at
         instance.on_message(b"rid", Status(instance="demo", run=1, clients=2))
-        instance.check_idle(100.1)
+        check_idle(instance, 100.1)
         reset = instance.idle_since
         instance.on_message(b"rid", Status(instance="demo", run=1, clients=0))
-        instance.check_idle(101.0)
-        instance.check_idle(101.4)
+        check_idle(instance, 101.0)
+        check_idle(instance, 101.4)
         await wait_until(lambda: instance.state == InstanceState.STOPPED)
         return with_client, countdown, reset, instance
 
@@ -265,7 +267,7 @@ def test_an_instance_that_does_not_count_clients_is_never_stopped_for_it(tmp_pat
         instance.on_message(b"rid", Ready(instance="demo", run=1))
         instance.on_message(b"rid", Status(instance="demo", run=1, clients=None))
         for now in (100.0, 200.0):
-            instance.check_idle(now)
+            check_idle(instance, now)
         state = instance.state
         await instance.stop()
         return state
@@ -497,7 +499,7 @@ def test_a_push_output_without_a_consumer_is_not_stalled(tmp_path):
             await asyncio.sleep(0.015)
         alone = (instance.stalled, instance.run)
         instance.stats = instance.stats.model_copy(update={"clients": 1})
-        instance.check_stall(time.time())
+        check_stall(instance, time.time())
         with_consumer = instance.stalled
         await wait_until(lambda: instance.run == 2)
         await instance.stop()

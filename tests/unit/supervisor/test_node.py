@@ -20,6 +20,7 @@ import zmq.asyncio
 
 from supervisor.backgrounds import BackgroundStore
 from supervisor.contract import ConfigUpdate, ContractEnv
+from supervisor.contract.messages import ConfigError
 from supervisor.instance import Instance
 from supervisor.loghub import LogHub
 from supervisor.node import Supervisor
@@ -532,7 +533,8 @@ def test_a_config_the_program_refuses_leaves_the_saved_config_alone(parts):
                 await asyncio.sleep(0.01)
             ((_, update),) = parts["control"].sent
             assert parts["store"].records[0].config == {"size_x": 8}  # saved before it is sent
-            instance._resolve(update.seq, "size_x too small")
+            refusal = ConfigError(instance="c", run=instance.run, seq=update.seq, message="small")
+            node.table.on_program_message(b"c1", refusal)  # as the CONFIG channel hands it over
             with pytest.raises(InvalidConfigError):
                 await change
             assert parts["store"].records[0].config == {"size_x": 64}
