@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import SupervisorProcess
+from tests.support import SupervisorProcess, free_port
 
 pytestmark = pytest.mark.system
 
@@ -60,3 +62,28 @@ def start_supervisor(tmp_path: Path, registry: Path) -> Iterator[Callable[..., S
 def shell(body: str) -> str:
     """A POSIX shell script."""
     return "#!/bin/sh\n" + body.strip() + "\n"
+
+
+def serve_argv(registry: Path, state_dir: Path, port: int) -> list[str]:
+    """The command line of ``pipevisor serve`` on 127.0.0.1:``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "supervisor.cli",
+        "serve",
+        "--registry",
+        str(registry),
+        "--state-dir",
+        str(state_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+def serve_once(registry: Path, state_dir: Path) -> subprocess.CompletedProcess[str]:
+    """``pipevisor serve`` run to its end (one that must refuse to start), its output kept."""
+    return subprocess.run(
+        serve_argv(registry, state_dir, free_port()), capture_output=True, text=True, timeout=30
+    )

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import termios
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from tests.support import free_port, pid_alive, wait_for
 
-from .conftest import shell
+from .conftest import serve_argv, serve_once, shell
 
 pytestmark = pytest.mark.system
 
@@ -55,20 +54,7 @@ def test_a_hung_up_terminal_stops_every_program_gracefully(write_entry, registry
     port = free_port()
     master, slave = os.openpty()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "supervisor.cli",
-            "serve",
-            "--registry",
-            str(registry),
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        serve_argv(registry, tmp_path / "state", port),
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -248,23 +234,7 @@ def test_a_second_supervisor_on_the_same_registry_refuses_to_start(
     write_entry("idle.sh", IDLE, executable=True)
     first = start_supervisor()
     pid = first.wait_state("idle", "running")["pid"]
-    second = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "supervisor.cli",
-            "serve",
-            "--registry",
-            str(first.registry),
-            "--state-dir",
-            str(tmp_path / "other-state"),
-            "--port",
-            str(free_port()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    second = serve_once(first.registry, tmp_path / "other-state")
     assert second.returncode == 1
     assert first.proc is not None
     assert f"another supervisor (pid {first.proc.pid}) is using the registry" in second.stderr

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.support import free_port, pid_alive, wait_for
+from tests.support import pid_alive, wait_for
 
-from .conftest import shell
+from .conftest import serve_once, shell
 
 pytestmark = pytest.mark.system
 
@@ -89,23 +87,7 @@ def test_a_second_supervisor_on_the_same_state_refuses_to_start(
     write_entry("idle.sh", shell("exec sleep 600"), executable=True)
     first = start_supervisor()
     pid = first.wait_state("idle", "running")["pid"]
-    second = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "supervisor.cli",
-            "serve",
-            "--registry",
-            str(first.registry),
-            "--state-dir",
-            str(first.state_dir),
-            "--port",
-            str(free_port()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    second = serve_once(first.registry, first.state_dir)
     assert second.returncode == 1
     assert f"is using {first.state_dir}" in second.stderr
     assert "sleep 600" not in second.stderr
